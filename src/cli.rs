@@ -1,0 +1,247 @@
+//! Command-line definitions. The verbs and flags follow runc's, because
+//! containerd-shim-runc-v2, podman (conmon) and Docker call us exactly as
+//! they call runc.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// The OCI runtime-spec version hpcc implements; `spec` writes it and
+/// `--version` and `features` report it.
+macro_rules! oci_spec_version {
+    () => {
+        "1.2.0"
+    };
+}
+pub const OCI_SPEC_VERSION: &str = oci_spec_version!();
+
+const VERSION_TEXT: &str = concat!(
+    "version ",
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("HPCC_COMMIT"),
+    "\nspec: ",
+    oci_spec_version!()
+);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hpcc",
+    version = VERSION_TEXT,
+    long_version = VERSION_TEXT,
+    about = "Daemonless, rootless OCI container runtime for HPC (runc-compatible CLI)",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalOpts {
+    /// Print version, commit and supported OCI runtime-spec version
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    pub version: Option<bool>,
+    /// Directory for container state (default /run/hpcc for root, $XDG_RUNTIME_DIR/hpcc otherwise)
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Also write errors (and debug lines) to this file
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Format of the --log file
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log debug information
+    #[arg(long)]
+    pub debug: bool,
+    /// Use the systemd cgroup driver (accepted for runc compatibility)
+    #[arg(long = "systemd-cgroup")]
+    pub systemd_cgroup: bool,
+    /// Treat the caller as unprivileged: true, false or auto
+    #[arg(long, value_enum, default_value_t = Rootless::Auto)]
+    pub rootless: Rootless,
+    /// Accepted for runc compatibility; criu is not used
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub criu: Option<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rootless {
+    True,
+    False,
+    Auto,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a default config.json into the bundle
+    Spec(SpecArgs),
+    /// Create a container; its process waits for `start`
+    Create(CreateArgs),
+    /// Let a created container's process run
+    Start(IdArg),
+    /// Print a container's OCI state as JSON
+    State(IdArg),
+    /// Send a signal (default SIGTERM) to a container's process
+    Kill(KillArgs),
+    /// Remove a container (its process must have stopped, unless --force)
+    Delete(DeleteArgs),
+    /// Create and start a container, then wait for it unless --detach
+    Run(RunArgs),
+    /// List containers under the state root
+    List(ListArgs),
+    /// Print the runtime features JSON (runtime-spec features.md)
+    Features,
+}
+
+#[derive(Args, Debug)]
+pub struct SpecArgs {
+    /// Generate a config for an unprivileged user (user namespace, no network namespace)
+    #[arg(long)]
+    pub rootless: bool,
+    /// Bundle directory to write config.json into
+    #[arg(short, long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct CreateOpts {
+    /// Bundle directory holding config.json (default: current directory)
+    #[arg(short, long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// Write the container process's PID to this file
+    #[arg(long = "pid-file", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket to receive the pty master through SCM_RIGHTS
+    #[arg(long = "console-socket", value_name = "SOCKET")]
+    pub console_socket: Option<PathBuf>,
+    /// Use MS_MOVE and chroot instead of pivot_root
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass N extra file descriptors (3 .. 3+N-1) to the container process
+    #[arg(long = "preserve-fds", default_value_t = 0, value_name = "N")]
+    pub preserve_fds: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub opts: CreateOpts,
+    /// Container ID
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct IdArg {
+    /// Container ID
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    /// Signal every process of the container, not only its init
+    #[arg(short, long)]
+    pub all: bool,
+    /// Container ID
+    pub id: String,
+    /// Signal as a number, NAME or SIGNAME
+    #[arg(default_value = "SIGTERM")]
+    pub signal: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// Kill the container's processes first if it is still running
+    #[arg(short, long)]
+    pub force: bool,
+    /// Container ID
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub opts: CreateOpts,
+    /// Return once the container has started instead of waiting for it
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Container ID
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// Print only the container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_flag_forms_parse() {
+        let a = Cli::try_parse_from(["hpcc", "--root", "/r", "--log=/l", "state", "x"]).unwrap();
+        assert_eq!(a.global.root.as_deref(), Some(std::path::Path::new("/r")));
+        assert_eq!(a.global.log.as_deref(), Some(std::path::Path::new("/l")));
+        let b =
+            Cli::try_parse_from(["hpcc", "--log-format=json", "--rootless=true", "list"]).unwrap();
+        assert_eq!(b.global.log_format, LogFormat::Json);
+        assert_eq!(b.global.rootless, Rootless::True);
+    }
+
+    #[test]
+    fn create_flags_parse() {
+        let c = Cli::try_parse_from([
+            "hpcc",
+            "create",
+            "-b",
+            "/b",
+            "--pid-file=/p",
+            "--console-socket",
+            "/s",
+            "--no-pivot",
+            "--no-new-keyring",
+            "--preserve-fds",
+            "2",
+            "id1",
+        ])
+        .unwrap();
+        let Command::Create(c) = c.command else {
+            panic!("not create")
+        };
+        assert_eq!(c.id, "id1");
+        assert_eq!(c.opts.preserve_fds, 2);
+        assert!(c.opts.no_pivot && c.opts.no_new_keyring);
+    }
+
+    #[test]
+    fn kill_defaults_to_term() {
+        let c = Cli::try_parse_from(["hpcc", "kill", "x"]).unwrap();
+        let Command::Kill(k) = c.command else {
+            panic!("not kill")
+        };
+        assert_eq!(k.signal, "SIGTERM");
+        assert!(!k.all);
+    }
+}

@@ -1,0 +1,125 @@
+//! `hpcc create`: set up a container whose process waits for `start`.
+
+use super::Ctx;
+use crate::cli::{CreateArgs, CreateOpts};
+use crate::container::{validate_id, ContainerState};
+use crate::launch::{self, LaunchRequest};
+use anyhow::{Context, Result};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+pub fn run(ctx: &Ctx, a: &CreateArgs) -> Result<i32> {
+    create_container(ctx, &a.id, &a.opts, None)?;
+    Ok(0)
+}
+
+/// Creates the container and records it. `console` overrides
+/// --console-socket (the foreground `run` brings its own). On any failure
+/// nothing is left: no process, no state directory.
+pub struct Created {
+    pub state: ContainerState,
+    /// process.terminal was set, so a pty master went to the console socket.
+    pub terminal: bool,
+}
+
+pub fn create_container(
+    ctx: &Ctx,
+    id: &str,
+    opts: &CreateOpts,
+    console: Option<UnixStream>,
+) -> Result<Created> {
+    validate_id(id)?;
+    let bundle_dir = opts.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
+    let bundle = crate::spec::load_bundle(&bundle_dir)?;
+    let state_dir = ctx.store.claim(id)?;
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let result = (|| -> Result<Created> {
+        let console = match (console, &opts.console_socket) {
+            (Some(c), _) => Some(c),
+            (None, Some(path)) => Some(
+                connect_unix(path)
+                    .with_context(|| format!("--console-socket {}", path.display()))?,
+            ),
+            (None, None) => None,
+        };
+        let launched = launch::launch(LaunchRequest {
+            id,
+            bundle: &bundle,
+            state_dir: &state_dir,
+            opts,
+            console,
+        })?;
+        let st = ContainerState {
+            id: id.to_string(),
+            pid: launched.pid,
+            start_time: crate::procfs::stat(launched.pid)
+                .map(|s| s.start_time)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("container process {} vanished during create", launched.pid)
+                })?,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: crate::timefmt::now(),
+            owner: owner_name(),
+            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+            own_pid_ns: launched.own_pid_ns,
+        };
+        let saved = ctx.store.save(&st).and_then(|()| match &opts.pid_file {
+            Some(p) => write_pid_file(p, st.pid),
+            None => Ok(()),
+        });
+        if let Err(e) = saved {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(st.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return Err(e);
+        }
+        Ok(Created {
+            state: st,
+            terminal,
+        })
+    })();
+    if result.is_err() {
+        let _ = ctx.store.remove(id);
+    }
+    result
+}
+
+/// Writes the pid file atomically, relative to our cwd like runc.
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    crate::container::state::write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
+        .with_context(|| format!("--pid-file {}", path.display()))
+}
+
+/// Connects to a unix socket whose path may be longer than sun_path.
+pub fn connect_unix(path: &Path) -> Result<UnixStream> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow::anyhow!("{}: not a socket path", path.display()))?;
+    let dir = launch::open_dir_path(parent)?;
+    Ok(UnixStream::connect(launch::short_socket_path(&dir, name))?)
+}
+
+fn owner_name() -> String {
+    let uid = nix::unistd::geteuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
+    }
+}

@@ -1,0 +1,54 @@
+//! `hpcc delete`: remove a container's state, killing it first if asked.
+
+use super::kill::signal_all;
+use super::Ctx;
+use crate::cli::DeleteArgs;
+use crate::container::{ContainerState, Status};
+use anyhow::{bail, Result};
+use nix::sys::signal::Signal;
+use std::time::{Duration, Instant};
+
+pub fn run(ctx: &Ctx, a: &DeleteArgs) -> Result<i32> {
+    let st = match ctx.store.load(&a.id) {
+        Ok(st) => st,
+        Err(e) => {
+            // A directory without state.json is a create that died half-way;
+            // --force clears it, as it clears a missing container silently.
+            if a.force && crate::container::validate_id(&a.id).is_ok() {
+                ctx.store.remove(&a.id)?;
+                return Ok(0);
+            }
+            return Err(e);
+        }
+    };
+    match ctx.store.status(&st) {
+        Status::Stopped => {}
+        // Like runc: a container that never started may go without --force.
+        Status::Created => kill_and_wait(&st)?,
+        Status::Running if a.force => kill_and_wait(&st)?,
+        Status::Running => bail!(
+            "cannot delete container {} that is not stopped: running",
+            a.id
+        ),
+    }
+    ctx.store.remove(&a.id)?;
+    Ok(0)
+}
+
+/// SIGKILLs every process of the container and waits (up to 10 s) until the
+/// init is gone, so that delete never removes state of a live process.
+pub fn kill_and_wait(st: &ContainerState) -> Result<()> {
+    signal_all(st, Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while crate::procfs::is_alive(st.pid, st.start_time) {
+        if Instant::now() > deadline {
+            bail!(
+                "container {} (pid {}) did not die after SIGKILL",
+                st.id,
+                st.pid
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}

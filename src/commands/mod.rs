@@ -1,0 +1,40 @@
+//! One thin file per verb. Each takes parsed arguments and the shared
+//! context and returns the process exit code.
+
+mod create;
+mod delete;
+mod features;
+mod kill;
+mod list;
+mod run;
+mod spec;
+mod start;
+mod state;
+
+use crate::cli::{Cli, Command, GlobalOpts};
+use crate::container::{default_root, StateStore};
+use anyhow::Result;
+
+pub struct Ctx {
+    pub global: GlobalOpts,
+    pub store: StateStore,
+}
+
+pub fn dispatch(cli: Cli) -> Result<i32> {
+    let root = cli.global.root.clone().unwrap_or_else(default_root);
+    let ctx = Ctx {
+        global: cli.global,
+        store: StateStore::new(root),
+    };
+    match cli.command {
+        Command::Spec(a) => spec::run(&a),
+        Command::Create(a) => create::run(&ctx, &a),
+        Command::Start(a) => start::run(&ctx, &a.id),
+        Command::State(a) => state::run(&ctx, &a.id),
+        Command::Kill(a) => kill::run(&ctx, &a),
+        Command::Delete(a) => delete::run(&ctx, &a),
+        Command::Run(a) => run::run(&ctx, &a),
+        Command::List(a) => list::run(&ctx, &a),
+        Command::Features => features::run(),
+    }
+}

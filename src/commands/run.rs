@@ -1,0 +1,108 @@
+//! `hpcc run ID`: create and start; in the foreground, stay as the parent,
+//! forward signals, relay the terminal, and exit with the container's status.
+
+use super::create::create_container;
+use super::start::start_container;
+use super::Ctx;
+use crate::cli::RunArgs;
+use crate::container::ContainerState;
+use anyhow::{Context, Result};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use std::os::fd::OwnedFd;
+
+/// Signals a foreground `run` passes on to the container.
+const FORWARDED: [Signal; 11] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGCONT,
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+];
+
+pub fn run(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
+    if a.detach {
+        create_container(ctx, &a.id, &a.opts, None)?;
+        if let Err(e) = start_container(ctx, &a.id) {
+            let _ = cleanup(ctx, &a.id);
+            return Err(e);
+        }
+        return Ok(0);
+    }
+    // Orphans of the container (its init first of all, once the middle
+    // launch process exits) become our children, so we can wait for them.
+    nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")?;
+    let (ours, theirs) = match a.opts.console_socket {
+        Some(_) => (None, None),
+        None => {
+            let (o, t) = std::os::unix::net::UnixStream::pair().context("console socketpair")?;
+            (Some(o), Some(t))
+        }
+    };
+    let created = create_container(ctx, &a.id, &a.opts, theirs)?;
+    let relay_from = if created.terminal { ours } else { None };
+    let result = foreground(ctx, &created.state, relay_from);
+    let _ = cleanup(ctx, &a.id);
+    result
+}
+
+/// `console` is our end of the console socket when we relay the terminal.
+fn foreground(
+    ctx: &Ctx,
+    st: &ContainerState,
+    console: Option<std::os::unix::net::UnixStream>,
+) -> Result<i32> {
+    let relay = match console {
+        Some(sock) => Some(crate::launch::console::recv_fd(&OwnedFd::from(sock))?),
+        None => None,
+    };
+    crate::sys::forward_signals_to(st.pid, &FORWARDED).context("installing signal forwarding")?;
+    start_container(ctx, &st.id)?;
+    let _guard = relay.map(crate::tty::Relay::start).transpose()?;
+    wait_for(st.pid)
+}
+
+/// Reaps children until `pid` ends; returns its exit code, 128+N for a
+/// death by signal N.
+fn wait_for(pid: i32) -> Result<i32> {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return Ok(code),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(anyhow::anyhow!("waiting for container process {pid}: {e}")),
+        }
+    }
+}
+
+/// Kills whatever the container left (processes outside a PID namespace
+/// were reparented to us) and removes its state.
+fn cleanup(ctx: &Ctx, id: &str) -> Result<()> {
+    if let Ok(st) = ctx.store.load(id) {
+        if ctx.store.status(&st) != crate::container::Status::Stopped {
+            super::delete::kill_and_wait(&st)?;
+        }
+    }
+    let me = std::process::id() as i32;
+    for pid in crate::procfs::descendants(me)
+        .into_iter()
+        .filter(|p| *p != me)
+    {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    while waitpid(
+        Pid::from_raw(-1),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    )
+    .is_ok_and(|s| s != WaitStatus::StillAlive)
+    {}
+    ctx.store.remove(id)
+}

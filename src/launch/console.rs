@@ -1,0 +1,99 @@
+//! Terminals. The container's pty is made inside its own devpts, and the
+//! master goes to the caller over --console-socket with SCM_RIGHTS, which
+//! is what conmon and containerd's go-runc expect.
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::fcntl::OFlag;
+use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+/// Creates the pty, makes its slave the controlling terminal and stdio of
+/// this process, binds it on /dev/console, and sends the master away.
+pub fn setup_in_container(
+    sock: &OwnedFd,
+    size: Option<(u16, u16)>,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| anyhow!("terminal: opening /dev/ptmx: {e}"))?;
+    grantpt(&master).map_err(|e| anyhow!("terminal: grantpt: {e}"))?;
+    unlockpt(&master).map_err(|e| anyhow!("terminal: unlockpt: {e}"))?;
+    let name = ptsname_r(&master).map_err(|e| anyhow!("terminal: ptsname: {e}"))?;
+    let slave_fd = nix::fcntl::open(
+        Path::new(&name),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| anyhow!("terminal: opening {name}: {e}"))?;
+    // SAFETY: open just returned this fd and nothing else owns it.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave_fd) };
+    if let Some((rows, cols)) = size {
+        crate::sys::set_winsize(slave.as_fd(), rows, cols)
+            .map_err(|e| anyhow!("terminal: size: {e}"))?;
+    }
+    // The slave must belong to the process's user, or it cannot reopen its
+    // own terminal; in a user namespace the id may not map, which is fine.
+    let _ = nix::unistd::fchown(slave.as_raw_fd(), Some(uid.into()), Some(gid.into()));
+    bind_console(&name)?;
+    send_fd(sock, master.as_fd(), "/dev/ptmx")?;
+    drop(master);
+    nix::unistd::setsid().map_err(|e| anyhow!("terminal: setsid: {e}"))?;
+    crate::sys::set_controlling_tty(slave.as_fd())
+        .map_err(|e| anyhow!("terminal: TIOCSCTTY: {e}"))?;
+    for target in 0..=2 {
+        nix::unistd::dup2(slave.as_raw_fd(), target).map_err(|e| anyhow!("terminal: dup2: {e}"))?;
+    }
+    Ok(())
+}
+
+fn bind_console(slave: &str) -> Result<()> {
+    let console = Path::new("/dev/console");
+    if !console.exists() {
+        std::fs::File::create(console).context("creating /dev/console")?;
+    }
+    nix::mount::mount(
+        Some(slave),
+        console,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| anyhow!("binding {slave} on /dev/console: {e}"))
+}
+
+pub fn send_fd(sock: &OwnedFd, fd: std::os::fd::BorrowedFd<'_>, name: &str) -> Result<()> {
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [IoSlice::new(name.as_bytes())];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .map_err(|e| anyhow!("sending the pty master over the console socket: {e}"))?;
+    Ok(())
+}
+
+/// Receives one fd sent with SCM_RIGHTS (the foreground `run` uses this on
+/// its own console socket).
+pub fn recv_fd(sock: &OwnedFd) -> Result<OwnedFd> {
+    let mut buf = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| anyhow!("console socket: recvmsg: {e}"))?;
+    for c in msg.cmsgs().map_err(|e| anyhow!("console socket: {e}"))? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this fd for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    bail!("console socket: no file descriptor received")
+}

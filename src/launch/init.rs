@@ -1,0 +1,253 @@
+//! The container's init process: builds the rootfs, drops privileges, then
+//! waits on start.sock and execs the container's program.
+
+use super::channel::{Channel, Msg};
+use super::namespaces::NsPlan;
+use super::LaunchRequest;
+use crate::rootfs::{self, RootfsPlan};
+use crate::security::caps::CapPlan;
+use anyhow::{anyhow, bail, Context, Result};
+use oci_spec::runtime::Spec;
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+/// Everything init needs, computed in the parent before forking so that a
+/// bad config fails before any process exists.
+pub struct InitConfig<'a> {
+    id: &'a str,
+    spec: &'a Spec,
+    rootfs: &'a Path,
+    bundle: &'a Path,
+    ns: NsPlan,
+    caps: CapPlan,
+    use_mknod: bool,
+    no_pivot: bool,
+    no_new_keyring: bool,
+    preserve_fds: u32,
+    console: Option<OwnedFd>,
+}
+
+impl<'a> InitConfig<'a> {
+    pub fn new(req: &LaunchRequest<'a>, ns: &NsPlan) -> Result<Self> {
+        let spec = &req.bundle.spec;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| anyhow!("config.json: process is required"))?;
+        let caps = CapPlan::from_spec(process.capabilities().as_ref())?;
+        let terminal = process.terminal().unwrap_or(false);
+        let console = match (&req.console, terminal) {
+            (Some(s), true) => Some(OwnedFd::from(s.try_clone().context("console socket")?)),
+            (None, true) => bail!("process.terminal is true but no --console-socket was given"),
+            (_, false) => None,
+        };
+        if ns.create.is_empty() && !ns.new_user && ns.join.is_empty() {
+            bail!("config.json: linux.namespaces is empty");
+        }
+        if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !ns.has_uts {
+            bail!("config.json: hostname needs a uts namespace");
+        }
+        Ok(InitConfig {
+            id: req.id,
+            spec,
+            rootfs: &req.bundle.rootfs,
+            bundle: &req.bundle.dir,
+            ns: ns.clone(),
+            caps,
+            use_mknod: !ns.in_userns
+                && nix::unistd::geteuid().is_root()
+                && super::in_initial_userns(),
+            no_pivot: req.opts.no_pivot,
+            no_new_keyring: req.opts.no_new_keyring,
+            preserve_fds: req.opts.preserve_fds,
+            console,
+        })
+    }
+}
+
+/// What execve needs, resolved inside the container.
+struct Prepared {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+/// Runs in the container init. Returns only on failure (the exit code).
+pub fn run(ch: &Channel, cfg: &InitConfig, listener: UnixListener) -> i32 {
+    let prepared = match setup(cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = ch.send(&Msg::Error(format!("{e:#}")));
+            return 1;
+        }
+    };
+    if ch.send(&Msg::Ready).is_err() {
+        return 1;
+    }
+    let Some(mut conn) = wait_for_start(&listener) else {
+        return 1;
+    };
+    drop(listener);
+    let err = match nix::unistd::execve(&prepared.path, &prepared.argv, &prepared.envp) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    let _ = writeln!(conn, "exec {:?}: {err}", prepared.path);
+    127
+}
+
+/// Blocks until `hpcc start` connects and says "start". The connection is
+/// close-on-exec, so `start` reads EOF exactly when execve succeeded.
+fn wait_for_start(listener: &UnixListener) -> Option<UnixStream> {
+    loop {
+        let (mut conn, _) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        };
+        let mut buf = [0u8; 5];
+        if conn.read_exact(&mut buf).is_ok() && &buf == b"start" {
+            return Some(conn);
+        }
+    }
+}
+
+fn setup(cfg: &InitConfig) -> Result<Prepared> {
+    let spec = cfg.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| anyhow!("process is required"))?;
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .with_context(|| format!("process.oomScoreAdj {adj}"))?;
+    }
+    let plan = RootfsPlan {
+        spec,
+        rootfs: cfg.rootfs,
+        bundle: cfg.bundle,
+        in_userns: cfg.ns.in_userns,
+        has_cgroupns: cfg.ns.has_cgroupns,
+        use_mknod: cfg.use_mknod,
+        no_pivot: cfg.no_pivot,
+    };
+    rootfs::prepare(&plan)?;
+    if let Some(sock) = &cfg.console {
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        super::console::setup_in_container(sock, size, process.user().uid(), process.user().gid())?;
+    }
+    if cfg.ns.has_uts {
+        if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+            nix::unistd::sethostname(h).map_err(|e| anyhow!("hostname {h:?}: {e}"))?;
+        }
+        if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+            set_domainname(d)?;
+        }
+    }
+    if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        for (key, value) in sysctl {
+            write_sysctl(key, value)?;
+        }
+    }
+    rootfs::finalize(&plan)?;
+    if let Some(limits) = process.rlimits() {
+        crate::security::rlimits::apply(limits)?;
+    }
+    if !cfg.no_new_keyring {
+        let name = CString::new(format!("_ses.{}", cfg.id)).unwrap_or_default();
+        if let Err(e) = crate::sys::join_session_keyring(&name) {
+            // Kernels without keys, or seccomp'd hosts: not worth failing for.
+            crate::debug!("session keyring not created: {e}");
+        }
+    }
+    let args = process.args().as_deref().unwrap_or(&[]);
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(process.user().uid())));
+    }
+    cfg.caps.apply_bounding()?;
+    nix::sys::prctl::set_keepcaps(true).map_err(|e| anyhow!("PR_SET_KEEPCAPS: {e}"))?;
+    crate::security::user::switch(process.user())?;
+    nix::sys::prctl::set_keepcaps(false).map_err(|e| anyhow!("PR_SET_KEEPCAPS: {e}"))?;
+    cfg.caps.apply_sets()?;
+    if process.no_new_privileges() == Some(true) {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| anyhow!("no_new_privileges: {e}"))?;
+    }
+    enter_cwd(process.cwd())?;
+    let arg0 = args
+        .first()
+        .ok_or_else(|| anyhow!("process.args is empty"))?;
+    let path = super::find_executable(arg0, &env)?;
+    crate::sys::cloexec_from(3 + cfg.preserve_fds).map_err(|e| anyhow!("close_range: {e}"))?;
+    crate::sys::reset_signal_dispositions();
+    Ok(Prepared {
+        path: cstring(path.as_os_str().as_encoded_bytes(), "program path")?,
+        argv: args
+            .iter()
+            .map(|a| cstring(a.as_bytes(), "process.args"))
+            .collect::<Result<_>>()?,
+        envp: env
+            .iter()
+            .map(|e| cstring(e.as_bytes(), "process.env"))
+            .collect::<Result<_>>()?,
+    })
+}
+
+fn cstring(b: &[u8], what: &str) -> Result<CString> {
+    CString::new(b).map_err(|_| anyhow!("{what}: contains a NUL byte"))
+}
+
+/// chdir to process.cwd, refusing a cwd outside the container's root (the
+/// /proc/self/fd/N trick of CVE-2024-21626).
+fn enter_cwd(cwd: &Path) -> Result<()> {
+    nix::unistd::chdir(cwd).map_err(|e| anyhow!("process.cwd {}: {e}", cwd.display()))?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => bail!(
+            "process.cwd {}: resolves outside the container",
+            cwd.display()
+        ),
+    }
+}
+
+fn home_of(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 7 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())
+        })
+        .find(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string())
+}
+
+fn write_sysctl(key: &str, value: &str) -> Result<()> {
+    // "net.ipv4.ip_forward" and "net/ipv4/ip_forward" both name a file
+    // under /proc/sys; nothing may climb out of it.
+    let rel = if key.contains('/') {
+        key.to_string()
+    } else {
+        key.replace('.', "/")
+    };
+    if rel.is_empty()
+        || rel.starts_with('/')
+        || rel
+            .split('/')
+            .any(|c| c == ".." || c == "." || c.is_empty())
+    {
+        bail!("linux.sysctl: invalid key {key:?}");
+    }
+    let path = PathBuf::from("/proc/sys").join(rel);
+    std::fs::write(&path, value).map_err(|e| anyhow!("linux.sysctl {key}={value}: {e}"))
+}
+
+fn set_domainname(d: &str) -> Result<()> {
+    std::fs::write("/proc/sys/kernel/domainname", d).map_err(|e| anyhow!("domainname {d:?}: {e}"))
+}

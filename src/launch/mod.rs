@@ -1,0 +1,211 @@
+//! Turning a Spec into a process that waits for `start`.
+//!
+//! ```text
+//! parent (hpcc create)          child                      init (container PID 1)
+//!   fork ───────────────────▶  join/unshare user ns
+//!   write id maps  ◀─────────  WriteIdMaps
+//!   Proceed ────────────────▶  join/unshare the others
+//!                              fork ───────────────────▶  rootfs, pivot_root, security
+//!   ◀──────────────────────── InitPid(pid); exit
+//!   ◀──────────────────────────────────────────────────── Ready; accept() on start.sock
+//!   write state.json, exit                                 "start" → execve
+//! ```
+//! The second fork is what puts init into a new PID namespace; it also means
+//! no hpcc process stays behind once `create` returns.
+
+pub mod channel;
+pub mod console;
+mod exec;
+pub mod idmap;
+mod init;
+pub mod namespaces;
+
+use crate::cli::CreateOpts;
+use crate::spec::Bundle;
+use anyhow::{anyhow, bail, Context, Result};
+use channel::{Channel, Msg};
+use namespaces::NsPlan;
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, Pid};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+pub use exec::find_executable;
+
+pub struct LaunchRequest<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Bundle,
+    pub state_dir: &'a Path,
+    pub opts: &'a CreateOpts,
+    /// Where the pty master goes when process.terminal is set.
+    pub console: Option<UnixStream>,
+}
+
+pub struct Launched {
+    pub pid: i32,
+    pub own_pid_ns: bool,
+}
+
+/// `/proc/self/fd/N/name` for a file in `dir`: a short path for a unix
+/// socket whose real path may exceed the 108 bytes sun_path allows.
+pub fn short_socket_path(dir: &OwnedFd, name: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
+}
+
+pub fn open_dir_path(dir: &Path) -> Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| anyhow!("opening {}: {e}", dir.display()))?;
+    // SAFETY: open just returned this fd and nothing else owns it.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+pub fn launch(req: LaunchRequest) -> Result<Launched> {
+    let spec = &req.bundle.spec;
+    let ns = NsPlan::from_spec(spec);
+    let joins = ns.open_joins()?;
+    let dir = open_dir_path(req.state_dir)?;
+    let listener = UnixListener::bind(short_socket_path(&dir, crate::container::START_SOCKET))
+        .with_context(|| {
+            format!(
+                "creating {}/{}",
+                req.state_dir.display(),
+                crate::container::START_SOCKET
+            )
+        })?;
+    drop(dir);
+    let init_cfg = init::InitConfig::new(&req, &ns)?;
+    let (parent_ch, child_ch) = channel::pair()?;
+    match crate::sys::fork_single_threaded().context("fork")? {
+        ForkResult::Child => {
+            drop(parent_ch);
+            let code = match child_main(&child_ch, &ns, joins, &init_cfg, listener) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = child_ch.send(&Msg::Error(format!("{e:#}")));
+                    1
+                }
+            };
+            crate::sys::exit_child(code)
+        }
+        ForkResult::Parent { child } => {
+            drop(child_ch);
+            drop(listener);
+            drop(joins);
+            let mut init_pid = None;
+            let result = parent_main(&parent_ch, child, spec, &mut init_pid);
+            // The middle child always exits once init is forked or setup failed.
+            if result.is_err() {
+                let _ = kill(child, Signal::SIGKILL);
+                if let Some(p) = init_pid {
+                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
+            }
+            let _ = waitpid(child, None);
+            let pid = result?;
+            Ok(Launched {
+                pid,
+                own_pid_ns: ns.new_pid,
+            })
+        }
+    }
+}
+
+fn parent_main(
+    ch: &Channel,
+    child: Pid,
+    spec: &oci_spec::runtime::Spec,
+    init_pid: &mut Option<i32>,
+) -> Result<i32> {
+    loop {
+        match ch.recv()? {
+            Some(Msg::WriteIdMaps) => {
+                write_id_maps(child.as_raw(), spec)?;
+                ch.send(&Msg::Proceed)?;
+            }
+            Some(Msg::InitPid(p)) => *init_pid = Some(p),
+            Some(Msg::Ready) => break,
+            Some(Msg::Error(e)) => bail!(e),
+            Some(m) => bail!("launch channel: unexpected {m:?}"),
+            None => bail!("container init exited before it was ready"),
+        }
+    }
+    init_pid.ok_or_else(|| anyhow!("container init did not report its pid"))
+}
+
+fn write_id_maps(pid: i32, spec: &oci_spec::runtime::Spec) -> Result<()> {
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| anyhow!("no linux section"))?;
+    // Root inside someone else's user namespace is not privileged over ours.
+    let privileged = nix::unistd::geteuid().is_root() && in_initial_userns();
+    idmap::write_map(
+        pid,
+        idmap::IdKind::Uid,
+        linux.uid_mappings().as_deref().unwrap_or(&[]),
+        privileged,
+    )?;
+    idmap::write_map(
+        pid,
+        idmap::IdKind::Gid,
+        linux.gid_mappings().as_deref().unwrap_or(&[]),
+        privileged,
+    )
+}
+
+/// True when this process is in the host's user namespace (the identity map
+/// covers all 2^32-1 ids).
+pub fn in_initial_userns() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|s| s.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        .unwrap_or(true)
+}
+
+/// The middle process: enters the namespaces, then forks init into them.
+fn child_main(
+    ch: &Channel,
+    ns: &NsPlan,
+    joins: Vec<(CloneFlags, OwnedFd)>,
+    cfg: &init::InitConfig,
+    listener: UnixListener,
+) -> Result<()> {
+    let mut joins = joins.into_iter().peekable();
+    if let Some((_, fd)) = joins.next_if(|(f, _)| *f == CloneFlags::CLONE_NEWUSER) {
+        setns(&fd, CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| anyhow!("joining user namespace: {e}"))?;
+        become_userns_root();
+    } else if ns.new_user {
+        unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| anyhow!("creating user namespace: {e}"))?;
+        ch.send(&Msg::WriteIdMaps)?;
+        ch.expect(Msg::Proceed)?;
+        become_userns_root();
+    }
+    for (flag, fd) in joins {
+        setns(&fd, flag).map_err(|e| anyhow!("joining namespace {flag:?}: {e}"))?;
+    }
+    unshare(ns.create).map_err(|e| anyhow!("creating namespaces {:?}: {e}", ns.create))?;
+    match crate::sys::fork_single_threaded().context("fork of container init")? {
+        ForkResult::Child => {
+            let code = init::run(ch, cfg, listener);
+            crate::sys::exit_child(code)
+        }
+        ForkResult::Parent { child } => ch.send(&Msg::InitPid(child.as_raw())),
+    }
+}
+
+/// Inside a fresh user namespace our ids may be unmapped; files we create
+/// while building the rootfs must belong to the namespace's root, as in runc.
+fn become_userns_root() {
+    let zero_g = nix::unistd::Gid::from_raw(0);
+    let zero_u = nix::unistd::Uid::from_raw(0);
+    // Fails (EINVAL) only when 0 is not mapped; then we keep our ids.
+    let _ = nix::unistd::setresgid(zero_g, zero_g, zero_g);
+    let _ = nix::unistd::setresuid(zero_u, zero_u, zero_u);
+}

@@ -1,0 +1,51 @@
+//! hpcc: a daemonless, rootless OCI container runtime for HPC.
+//!
+//! One pipeline: every front door turns its input into an OCI `Spec`, and
+//! `launch` turns a `Spec` into a running process. See ARCHITECTURE.md.
+
+pub mod cli;
+pub mod commands;
+pub mod container;
+pub mod launch;
+pub mod logging;
+pub mod procfs;
+pub mod rootfs;
+pub mod security;
+pub mod signals;
+pub mod spec;
+pub mod sys;
+pub mod timefmt;
+pub mod tty;
+
+use clap::Parser;
+
+/// Parses the command line, runs the verb and maps the outcome to an exit
+/// code. Errors become one line on stderr (and in the `--log` file), never a
+/// panic.
+pub fn main_entry() -> i32 {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version itself; those are not failures.
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let log = match logging::Logger::open(&cli.global) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("hpcc: {e:#}");
+            return 1;
+        }
+    };
+    logging::install(log);
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            logging::error(&msg);
+            1
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Building the container's filesystem view inside its mount namespace:
+//! mounts, /dev, pivot_root, then masked and read-only paths.
+
+pub mod devices;
+pub mod mounts;
+pub mod options;
+pub mod pivot;
+pub mod resolve;
+
+use anyhow::{anyhow, Context, Result};
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::Spec;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+
+pub struct RootfsPlan<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub in_userns: bool,
+    pub has_cgroupns: bool,
+    /// mknod is allowed (real root, no user namespace).
+    pub use_mknod: bool,
+    pub no_pivot: bool,
+}
+
+/// Everything up to and including the switch of root. Runs in the
+/// container's mount namespace, in the init process.
+pub fn prepare(plan: &RootfsPlan) -> Result<()> {
+    let linux = plan.spec.linux().as_ref();
+    let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        Some(p) if !p.is_empty() => Some(options::parse_propagation(p).ok_or_else(|| {
+            anyhow!("config.json: linux.rootfsPropagation {p:?} is not a propagation mode")
+        })?),
+        _ => None,
+    };
+    // Nothing we mount may propagate back to the host.
+    let initial = propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    mount(None::<&str>, "/", None::<&str>, initial, None::<&str>)
+        .map_err(|e| anyhow!("setting / propagation: {e}"))?;
+    // pivot_root needs the new root to be a mount point.
+    mount(
+        Some(plan.rootfs),
+        plan.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| anyhow!("binding rootfs {}: {e}", plan.rootfs.display()))?;
+    let root = open_path(plan.rootfs)?;
+    let ctx = mounts::MountContext {
+        root: &root,
+        bundle: plan.bundle,
+        in_userns: plan.in_userns,
+        has_cgroupns: plan.has_cgroupns,
+    };
+    let spec_mounts = plan.spec.mounts().as_deref().unwrap_or(&[]);
+    for m in spec_mounts {
+        mounts::mount_entry(&ctx, m)?;
+    }
+    // Like runc: default nodes only when /dev is ours to fill, i.e. not a
+    // bind of some other /dev.
+    let dev_is_bind = spec_mounts.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .as_deref()
+                    .unwrap_or(&[])
+                    .iter()
+                    .any(|o| o == "bind" || o == "rbind"))
+    });
+    if !dev_is_bind {
+        devices::create_default_devices(&root, plan.use_mknod).context("creating /dev")?;
+    }
+    for d in linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]) {
+        let dev = devices::spec_device(d)?;
+        devices::create_device(&root, &dev, plan.use_mknod)?;
+    }
+    drop(root);
+    if plan.no_pivot {
+        pivot::move_into(plan.rootfs)?;
+    } else {
+        pivot::pivot_into(plan.rootfs)?;
+    }
+    if let Some(p) = propagation {
+        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+            .map_err(|e| anyhow!("setting rootfs propagation: {e}"))?;
+    }
+    Ok(())
+}
+
+/// After pivot_root: masked paths, read-only paths and a read-only root.
+/// Done last so nothing earlier needs to write through them.
+pub fn finalize(plan: &RootfsPlan) -> Result<()> {
+    let linux = plan.spec.linux().as_ref();
+    for p in linux
+        .and_then(|l| l.masked_paths().as_deref())
+        .unwrap_or(&[])
+    {
+        mask_path(Path::new(p)).with_context(|| format!("masking {p}"))?;
+    }
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_deref())
+        .unwrap_or(&[])
+    {
+        readonly_path(Path::new(p), plan.in_userns)
+            .with_context(|| format!("read-only path {p}"))?;
+    }
+    if plan.spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        let root = open_path(Path::new("/"))?;
+        mounts::remount_bind(&root, MsFlags::MS_RDONLY, plan.in_userns, false)
+            .context("making the root read-only")?;
+    }
+    Ok(())
+}
+
+/// An O_PATH handle on `p`, for mount calls made through /proc/self/fd.
+fn open_path(p: &Path) -> Result<OwnedFd> {
+    let fd = open(p, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| anyhow!("opening {}: {e}", p.display()))?;
+    // SAFETY: open just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn mask_path(p: &Path) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if meta.is_dir() {
+        mount(
+            Some("tmpfs"),
+            p,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(|e| anyhow!("tmpfs: {e}"))
+    } else {
+        mount(
+            Some("/dev/null"),
+            p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| anyhow!("binding /dev/null: {e}"))
+    }
+}
+
+fn readonly_path(p: &Path, in_userns: bool) -> Result<()> {
+    match mount(
+        Some(p),
+        p,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    ) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(anyhow!("bind: {e}")),
+    }
+    let fd = open_path(p)?;
+    mounts::remount_bind(&fd, MsFlags::MS_RDONLY, in_userns, false)
+}

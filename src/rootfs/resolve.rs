@@ -1,0 +1,155 @@
+//! Paths inside a rootfs are hostile: a symlink in an image may point
+//! anywhere. Every path is resolved with openat2(RESOLVE_IN_ROOT), so "..",
+//! absolute symlinks and symlink chains all stay inside the root.
+
+use anyhow::{anyhow, Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Component, Path, PathBuf};
+
+fn how(flags: OFlag) -> OpenHow {
+    OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+}
+
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: openat2 just returned this fd and nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Opens `path` (taken as relative to `root`) as an O_PATH handle.
+pub fn open_in_root(root: &OwnedFd, path: &Path) -> nix::Result<OwnedFd> {
+    let rel = relative(path);
+    openat2(root.as_raw_fd(), &rel, how(OFlag::O_PATH)).map(owned)
+}
+
+/// The `/proc/self/fd/N` name of an fd, for syscalls that take a path.
+pub fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+fn relative(path: &Path) -> PathBuf {
+    let rel: PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, Component::RootDir | Component::CurDir))
+        .collect();
+    if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    }
+}
+
+/// What to create at the end of a path that does not exist yet.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Leaf {
+    Dir,
+    File,
+}
+
+/// Opens `path` inside `root`, creating missing directories on the way and
+/// the last component as `leaf`. Each component is created relative to the
+/// already-resolved parent, so a symlink cannot redirect the creation.
+pub fn create_in_root(root: &OwnedFd, path: &Path, leaf: Leaf) -> Result<OwnedFd> {
+    let rel = relative(path);
+    let comps: Vec<_> = rel.components().collect();
+    let mut cur = PathBuf::new();
+    for (i, c) in comps.iter().enumerate() {
+        cur.push(c);
+        match open_in_root(root, &cur) {
+            Ok(fd) => {
+                if i + 1 == comps.len() {
+                    return Ok(fd);
+                }
+                continue;
+            }
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(anyhow!("{}: {e}", path.display())),
+        }
+        let parent = cur.parent().unwrap_or(Path::new("."));
+        let parent_fd = openat2(
+            root.as_raw_fd(),
+            &relative(parent),
+            how(OFlag::O_DIRECTORY | OFlag::O_RDONLY),
+        )
+        .map(owned)
+        .map_err(|e| {
+            anyhow!(
+                "{}: opening parent {}: {e}",
+                path.display(),
+                parent.display()
+            )
+        })?;
+        let name = c.as_os_str();
+        let last = i + 1 == comps.len();
+        let made = if last && leaf == Leaf::File {
+            nix::fcntl::openat(
+                Some(parent_fd.as_raw_fd()),
+                name,
+                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                Mode::from_bits_truncate(0o644),
+            )
+            .map(|fd| drop(owned(fd)))
+        } else {
+            nix::sys::stat::mkdirat(
+                Some(parent_fd.as_raw_fd()),
+                name,
+                Mode::from_bits_truncate(0o755),
+            )
+        };
+        match made {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => {
+                return Err(anyhow!(e)).with_context(|| format!("creating {}", path.display()))
+            }
+        }
+        if last {
+            return open_in_root(root, &cur).map_err(|e| anyhow!("{}: {e}", path.display()));
+        }
+    }
+    open_in_root(root, &cur).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinks_cannot_leave_the_root() {
+        let base = std::env::temp_dir().join(format!("hpcc-resolve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("root");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        symlink(&outside, root.join("escape")).unwrap();
+        symlink("../../../..", root.join("up")).unwrap();
+        let rootfd = owned(
+            nix::fcntl::open(
+                &root,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .unwrap(),
+        );
+        // An absolute symlink to a host directory is re-rooted, so the walk
+        // either fails inside the root or creates inside it; never outside.
+        let _ = create_in_root(&rootfd, Path::new("/escape/sub"), Leaf::Dir);
+        assert!(!outside.join("sub").exists());
+        symlink("/inside", root.join("abs")).unwrap();
+        std::fs::create_dir(root.join("inside")).unwrap();
+        create_in_root(&rootfd, Path::new("/abs/sub"), Leaf::Dir).unwrap();
+        assert!(root.join("inside/sub").is_dir());
+        // ".." is clamped at the root.
+        create_in_root(&rootfd, Path::new("/up/x/file"), Leaf::File).unwrap();
+        assert!(root.join("x/file").is_file());
+        create_in_root(&rootfd, Path::new("../../y"), Leaf::Dir).unwrap();
+        assert!(root.join("y").is_dir());
+        assert!(!base.join("y").exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

@@ -1,0 +1,5 @@
+//! What the container process may do: identity, capabilities, rlimits.
+
+pub mod caps;
+pub mod rlimits;
+pub mod user;

@@ -1,0 +1,105 @@
+//! Checks a Spec before anything is created, so a bad config fails with a
+//! message naming the field instead of half-way through a launch.
+
+use anyhow::{bail, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+/// hpcc accepts every 1.x runtime-spec version.
+pub fn check_version(v: &str) -> Result<()> {
+    let mut parts = v.split('.');
+    let major = parts.next().unwrap_or("");
+    let minor_ok = parts
+        .next()
+        .is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
+    if major != "1" || !minor_ok {
+        bail!("unsupported ociVersion {v:?}: hpcc runs runtime-spec 1.x configs");
+    }
+    Ok(())
+}
+
+pub fn validate(spec: &Spec) -> Result<()> {
+    check_version(spec.version())?;
+    let Some(process) = spec.process() else {
+        bail!("config.json: process is required");
+    };
+    match process.args() {
+        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
+        _ => bail!("config.json: process.args must name a program"),
+    }
+    if !process.cwd().is_absolute() {
+        bail!(
+            "config.json: process.cwd {:?} must be an absolute path",
+            process.cwd()
+        );
+    }
+    let Some(linux) = spec.linux() else {
+        bail!("config.json: the linux section is required");
+    };
+    let namespaces = linux.namespaces().as_deref().unwrap_or(&[]);
+    let mut seen = Vec::new();
+    for ns in namespaces {
+        if seen.contains(&ns.typ()) {
+            bail!("config.json: namespace {:?} is listed twice", ns.typ());
+        }
+        seen.push(ns.typ());
+    }
+    if !seen.contains(&LinuxNamespaceType::Mount) {
+        bail!("config.json: linux.namespaces must include a mount namespace");
+    }
+    let new_userns = namespaces
+        .iter()
+        .any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
+    if new_userns {
+        let empty = |m: &Option<Vec<_>>| m.as_ref().is_none_or(|v| v.is_empty());
+        if empty(linux.uid_mappings()) || empty(linux.gid_mappings()) {
+            bail!(
+                "config.json: a new user namespace needs linux.uidMappings and linux.gidMappings"
+            );
+        }
+    }
+    for m in [linux.uid_mappings(), linux.gid_mappings()]
+        .into_iter()
+        .flatten()
+    {
+        for map in m {
+            if map.size() == 0
+                || map.container_id().checked_add(map.size()).is_none()
+                || map.host_id().checked_add(map.size()).is_none()
+            {
+                bail!(
+                    "config.json: id mapping {} {} {} overflows or is empty",
+                    map.container_id(),
+                    map.host_id(),
+                    map.size()
+                );
+            }
+        }
+    }
+    if linux.seccomp().is_some() {
+        bail!("config.json: linux.seccomp is not implemented yet; remove it to run this bundle");
+    }
+    for m in spec.mounts().as_deref().unwrap_or(&[]) {
+        if !m.destination().is_absolute() {
+            bail!(
+                "config.json: mount destination {:?} must be an absolute path",
+                m.destination()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        for ok in ["1.0.0", "1.0.2-dev", "1.2.0", "1.3.0", "1.9"] {
+            assert!(check_version(ok).is_ok(), "{ok}");
+        }
+        for bad in ["0.9.0", "2.0.0", "", "1", "1.x", "v1.0.0"] {
+            assert!(check_version(bad).is_err(), "{bad}");
+        }
+    }
+}
