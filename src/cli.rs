@@ -105,6 +105,125 @@ pub enum Command {
     List(ListArgs),
     /// Print the runtime features JSON (runtime-spec features.md)
     Features,
+    /// Run an image: `hpcc run IMAGE [-- CMD...]` (also callable as run-image)
+    #[command(name = "run-image")]
+    RunImage(RunImageArgs),
+    /// List the image cache: digest, reference, size, last use
+    Images(ImagesArgs),
+    /// Remove cached images by digest (prefix) or by image file
+    Rmi(RmiArgs),
+    /// Remove leftovers of killed unpacks and images nothing refers to
+    Prune(PruneArgs),
+}
+
+/// `hpcc run IMAGE [-- CMD...]`. IMAGE is a docker-archive or oci-archive
+/// tar, or an OCI layout directory; `IMAGE@REF` or `IMAGE:TAG` picks one
+/// image from an archive that holds several.
+#[derive(Args, Debug)]
+pub struct RunImageArgs {
+    /// Replace the image's ENTRYPOINT ('' clears it)
+    #[arg(long, value_name = "PATH")]
+    pub entrypoint: Option<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Give the container a throwaway writable layer (tmpfs)
+    #[arg(long = "writable-tmpfs")]
+    pub writable_tmpfs: bool,
+    /// Run in a PID namespace of its own (hpcc then stays as the parent)
+    #[arg(long)]
+    pub pid: bool,
+    /// No progress bar or notes
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Image tar or OCI layout directory, optionally @REF or :TAG
+    pub image: String,
+    /// Command and arguments; they replace the image's CMD
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    /// Digests (or unique prefixes) or image files
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Remove every cached image, not only unreferenced ones
+    #[arg(short, long)]
+    pub all: bool,
+}
+
+/// Global flags that take a value, for finding the verb in argv.
+const GLOBAL_VALUE_FLAGS: [&str; 5] = ["--root", "--log", "--log-format", "--rootless", "--criu"];
+/// Flags of `run` (either mode) that take a value.
+const RUN_VALUE_FLAGS: [&str; 8] = [
+    "-b",
+    "--bundle",
+    "--pid-file",
+    "--console-socket",
+    "--preserve-fds",
+    "--entrypoint",
+    "-w",
+    "--workdir",
+];
+
+/// `hpcc run` serves two front doors. The argument is an image when it
+/// names an image tar or OCI layout, or when `--` follows it; then argv is
+/// rewritten to `run-image`. Otherwise `run` keeps runc's meaning.
+pub fn route_image_run(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let text: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut i = 1;
+    while i < text.len() {
+        let a = &text[i];
+        if GLOBAL_VALUE_FLAGS.contains(&a.as_str()) {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    if text.get(i).map(String::as_str) != Some("run") {
+        return args;
+    }
+    let verb = i;
+    let mut j = verb + 1;
+    while j < text.len() {
+        let a = &text[j];
+        if a == "--" {
+            return args;
+        }
+        if RUN_VALUE_FLAGS.contains(&a.as_str()) {
+            j += 2;
+            continue;
+        }
+        if a.starts_with('-') {
+            j += 1;
+            continue;
+        }
+        let followed_by_dashes = text.get(j + 1).map(String::as_str) == Some("--");
+        if followed_by_dashes || crate::image::ImageArg::parse(a).looks_like_image() {
+            let mut out = args;
+            out[verb] = "run-image".into();
+            return out;
+        }
+        return args;
+    }
+    args
 }
 
 #[derive(Args, Debug)]
@@ -233,6 +352,36 @@ mod tests {
         assert_eq!(c.id, "id1");
         assert_eq!(c.opts.preserve_fds, 2);
         assert!(c.opts.no_pivot && c.opts.no_new_keyring);
+    }
+
+    fn routed(v: &[&str]) -> Vec<String> {
+        route_image_run(v.iter().map(|s| s.into()).collect())
+            .into_iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn run_routes_images_and_keeps_runc_ids() {
+        assert_eq!(
+            routed(&["hpcc", "run", "img.tar", "--", "ls"])[1],
+            "run-image"
+        );
+        assert_eq!(
+            routed(&["hpcc", "--root", "/r", "run", "-w", "/x", "img", "--", "ls"])[3],
+            "run-image"
+        );
+        assert_eq!(routed(&["hpcc", "run", "--bundle", "/b", "c1"])[1], "run");
+        assert_eq!(routed(&["hpcc", "run", "-d", "c1"])[1], "run");
+        assert_eq!(routed(&["hpcc", "state", "x", "--"])[1], "state");
+        let layout = std::env::temp_dir().join(format!("hpcc-route-{}", std::process::id()));
+        std::fs::create_dir_all(&layout).unwrap();
+        std::fs::write(layout.join("oci-layout"), "{}").unwrap();
+        assert_eq!(
+            routed(&["hpcc", "run", layout.to_str().unwrap()])[1],
+            "run-image"
+        );
+        std::fs::remove_dir_all(layout).unwrap();
     }
 
     #[test]

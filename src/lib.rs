@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod container;
+pub mod image;
 pub mod launch;
 pub mod logging;
 pub mod procfs;
@@ -23,7 +24,8 @@ use clap::Parser;
 /// code. Errors become one line on stderr (and in the `--log` file), never a
 /// panic.
 pub fn main_entry() -> i32 {
-    let cli = match cli::Cli::try_parse() {
+    let argv = cli::route_image_run(std::env::args_os().collect());
+    let cli = match cli::Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help/version itself; those are not failures.

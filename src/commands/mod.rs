@@ -4,9 +4,11 @@
 mod create;
 mod delete;
 mod features;
+mod images;
 mod kill;
 mod list;
 mod run;
+mod run_image;
 mod spec;
 mod start;
 mod state;
@@ -36,5 +38,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run(a) => run::run(&ctx, &a),
         Command::List(a) => list::run(&ctx, &a),
         Command::Features => features::run(),
+        Command::RunImage(a) => run_image::run(&ctx, &a),
+        Command::Images(a) => images::list(&a),
+        Command::Rmi(a) => images::rmi(&a),
+        Command::Prune(a) => images::prune(&a),
     }
 }

@@ -12,21 +12,6 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use std::os::fd::OwnedFd;
 
-/// Signals a foreground `run` passes on to the container.
-const FORWARDED: [Signal; 11] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGALRM,
-    Signal::SIGCONT,
-    Signal::SIGTSTP,
-    Signal::SIGTTIN,
-    Signal::SIGTTOU,
-];
-
 pub fn run(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
     if a.detach {
         create_container(ctx, &a.id, &a.opts, None)?;
@@ -63,24 +48,10 @@ fn foreground(
         Some(sock) => Some(crate::launch::console::recv_fd(&OwnedFd::from(sock))?),
         None => None,
     };
-    crate::sys::forward_signals_to(st.pid, &FORWARDED).context("installing signal forwarding")?;
+    crate::launch::supervise::forward_signals(st.pid)?;
     start_container(ctx, &st.id)?;
     let _guard = relay.map(crate::tty::Relay::start).transpose()?;
-    wait_for(st.pid)
-}
-
-/// Reaps children until `pid` ends; returns its exit code, 128+N for a
-/// death by signal N.
-fn wait_for(pid: i32) -> Result<i32> {
-    loop {
-        match waitpid(Pid::from_raw(-1), None) {
-            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return Ok(code),
-            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => return Ok(128 + sig as i32),
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(anyhow::anyhow!("waiting for container process {pid}: {e}")),
-        }
-    }
+    crate::launch::supervise::wait_for(st.pid)
 }
 
 /// Kills whatever the container left (processes outside a PID namespace

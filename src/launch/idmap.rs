@@ -115,6 +115,18 @@ pub fn write_map(pid: i32, kind: IdKind, maps: &[LinuxIdMapping], privileged: bo
     }
 }
 
+/// Writes a map for this very process, right after it unshared its user
+/// namespace (the only case where a process may map itself).
+pub fn write_self_map(kind: IdKind, maps: &[LinuxIdMapping]) -> Result<()> {
+    if kind == IdKind::Gid {
+        std::fs::write("/proc/self/setgroups", "deny")
+            .context("denying setgroups in the new user namespace")?;
+    }
+    let text = map_text(maps);
+    std::fs::write(format!("/proc/self/{}", kind.file()), &text)
+        .map_err(|e| anyhow!("writing {} {:?}: {e}", kind.file(), text.trim()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,8 +26,11 @@ pub struct InitConfig<'a> {
     use_mknod: bool,
     no_pivot: bool,
     no_new_keyring: bool,
-    preserve_fds: u32,
+    /// Fds from 3 up to keep open; None keeps every inherited fd (image
+    /// mode, where the launcher's PMI fds must reach the program).
+    preserve_fds: Option<u32>,
     console: Option<OwnedFd>,
+    overlay_lower: Option<&'a Path>,
 }
 
 impl<'a> InitConfig<'a> {
@@ -44,6 +47,44 @@ impl<'a> InitConfig<'a> {
             (None, true) => bail!("process.terminal is true but no --console-socket was given"),
             (_, false) => None,
         };
+        let mut cfg =
+            InitConfig::base(req.id, spec, &req.bundle.rootfs, &req.bundle.dir, ns, caps)?;
+        cfg.no_pivot = req.opts.no_pivot;
+        cfg.no_new_keyring = req.opts.no_new_keyring;
+        cfg.preserve_fds = Some(req.opts.preserve_fds);
+        cfg.console = console;
+        Ok(cfg)
+    }
+
+    /// Image mode: the rootfs is an overlay over the cached image, every
+    /// inherited fd passes through, and the caller's session keyring (AFS
+    /// and Kerberos tokens live there) is kept.
+    pub fn for_image(
+        spec: &'a Spec,
+        lower: &'a Path,
+        merged: &'a Path,
+        ns: &NsPlan,
+    ) -> Result<Self> {
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| anyhow!("process is required"))?;
+        let caps = CapPlan::from_spec(process.capabilities().as_ref())?;
+        let mut cfg = InitConfig::base("image", spec, merged, lower, ns, caps)?;
+        cfg.no_new_keyring = true;
+        cfg.preserve_fds = None;
+        cfg.overlay_lower = Some(lower);
+        Ok(cfg)
+    }
+
+    fn base(
+        id: &'a str,
+        spec: &'a Spec,
+        rootfs: &'a Path,
+        bundle: &'a Path,
+        ns: &NsPlan,
+        caps: CapPlan,
+    ) -> Result<Self> {
         if ns.create.is_empty() && !ns.new_user && ns.join.is_empty() {
             bail!("config.json: linux.namespaces is empty");
         }
@@ -51,25 +92,26 @@ impl<'a> InitConfig<'a> {
             bail!("config.json: hostname needs a uts namespace");
         }
         Ok(InitConfig {
-            id: req.id,
+            id,
             spec,
-            rootfs: &req.bundle.rootfs,
-            bundle: &req.bundle.dir,
+            rootfs,
+            bundle,
             ns: ns.clone(),
             caps,
             use_mknod: !ns.in_userns
                 && nix::unistd::geteuid().is_root()
                 && super::in_initial_userns(),
-            no_pivot: req.opts.no_pivot,
-            no_new_keyring: req.opts.no_new_keyring,
-            preserve_fds: req.opts.preserve_fds,
-            console,
+            no_pivot: false,
+            no_new_keyring: false,
+            preserve_fds: Some(0),
+            console: None,
+            overlay_lower: None,
         })
     }
 }
 
 /// What execve needs, resolved inside the container.
-struct Prepared {
+pub struct Prepared {
     path: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
@@ -91,12 +133,18 @@ pub fn run(ch: &Channel, cfg: &InitConfig, listener: UnixListener) -> i32 {
         return 1;
     };
     drop(listener);
-    let err = match nix::unistd::execve(&prepared.path, &prepared.argv, &prepared.envp) {
+    let err = exec(&prepared);
+    let _ = writeln!(conn, "{err}");
+    127
+}
+
+/// execve; returns only the error, as text naming the program.
+pub fn exec(p: &Prepared) -> String {
+    let err = match nix::unistd::execve(&p.path, &p.argv, &p.envp) {
         Err(e) => e,
         Ok(never) => match never {},
     };
-    let _ = writeln!(conn, "exec {:?}: {err}", prepared.path);
-    127
+    format!("exec {:?}: {err}", p.path)
 }
 
 /// Blocks until `hpcc start` connects and says "start". The connection is
@@ -115,7 +163,7 @@ fn wait_for_start(listener: &UnixListener) -> Option<UnixStream> {
     }
 }
 
-fn setup(cfg: &InitConfig) -> Result<Prepared> {
+pub fn setup(cfg: &InitConfig) -> Result<Prepared> {
     let spec = cfg.spec;
     let process = spec
         .process()
@@ -133,6 +181,7 @@ fn setup(cfg: &InitConfig) -> Result<Prepared> {
         has_cgroupns: cfg.ns.has_cgroupns,
         use_mknod: cfg.use_mknod,
         no_pivot: cfg.no_pivot,
+        overlay_lower: cfg.overlay_lower,
     };
     rootfs::prepare(&plan)?;
     if let Some(sock) = &cfg.console {
@@ -184,7 +233,9 @@ fn setup(cfg: &InitConfig) -> Result<Prepared> {
         .first()
         .ok_or_else(|| anyhow!("process.args is empty"))?;
     let path = super::find_executable(arg0, &env)?;
-    crate::sys::cloexec_from(3 + cfg.preserve_fds).map_err(|e| anyhow!("close_range: {e}"))?;
+    if let Some(keep) = cfg.preserve_fds {
+        crate::sys::cloexec_from(3 + keep).map_err(|e| anyhow!("close_range: {e}"))?;
+    }
     crate::sys::reset_signal_dispositions();
     Ok(Prepared {
         path: cstring(path.as_os_str().as_encoded_bytes(), "program path")?,

@@ -18,7 +18,9 @@ pub mod console;
 mod exec;
 pub mod idmap;
 mod init;
+mod inplace;
 pub mod namespaces;
+pub mod supervise;
 
 use crate::cli::CreateOpts;
 use crate::spec::Bundle;
@@ -34,6 +36,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 pub use exec::find_executable;
+pub use inplace::exec_in_place;
 
 pub struct LaunchRequest<'a> {
     pub id: &'a str,

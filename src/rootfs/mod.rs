@@ -4,6 +4,7 @@
 pub mod devices;
 pub mod mounts;
 pub mod options;
+mod overlay;
 pub mod pivot;
 pub mod resolve;
 
@@ -24,6 +25,10 @@ pub struct RootfsPlan<'a> {
     /// mknod is allowed (real root, no user namespace).
     pub use_mknod: bool,
     pub no_pivot: bool,
+    /// Image mode: `rootfs` becomes an overlay of this read-only lower
+    /// directory (the cached image) with a private tmpfs upper, so mount
+    /// points can be made and the cached copy never changes.
+    pub overlay_lower: Option<&'a Path>,
 }
 
 /// Everything up to and including the switch of root. Runs in the
@@ -40,6 +45,9 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
     let initial = propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     mount(None::<&str>, "/", None::<&str>, initial, None::<&str>)
         .map_err(|e| anyhow!("setting / propagation: {e}"))?;
+    if let Some(lower) = plan.overlay_lower {
+        overlay::mount_overlay(lower, plan.rootfs)?;
+    }
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(plan.rootfs),

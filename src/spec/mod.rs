@@ -1,5 +1,6 @@
 //! Loading, checking and generating OCI runtime specs (config.json).
 
+pub mod from_image;
 mod template;
 mod validate;
 

@@ -1,0 +1,93 @@
+//! `hpcc images`, `rmi` and `prune`: looking after the image cache.
+
+use crate::cli::{ImagesArgs, ListFormat, PruneArgs, RmiArgs};
+use crate::image::cache::Cache;
+use crate::image::ImageArg;
+use anyhow::Result;
+
+pub fn list(a: &ImagesArgs) -> Result<i32> {
+    let cache = Cache::locate(None)?;
+    let entries = cache.list()?;
+    if a.format == ListFormat::Json {
+        let v: Vec<_> = entries
+            .iter()
+            .map(|(m, used)| {
+                serde_json::json!({
+                    "digest": m.digest, "references": m.references, "size": m.size,
+                    "files": m.files, "created": m.created, "source": m.source,
+                    "lastUsed": used.map(crate::timefmt::rfc3339),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    println!(
+        "{:<14} {:<32} {:>10} LAST USED",
+        "DIGEST", "REFERENCE", "SIZE"
+    );
+    for (m, used) in entries {
+        let short = m
+            .digest
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect::<String>();
+        let reference = m
+            .references
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "<none>".into());
+        let used = used
+            .map(crate::timefmt::rfc3339)
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{short:<14} {reference:<32} {:>10} {}",
+            human_size(m.size),
+            &used[..used.len().min(19)]
+        );
+    }
+    Ok(0)
+}
+
+pub fn rmi(a: &RmiArgs) -> Result<i32> {
+    let cache = Cache::locate(None)?;
+    for target in &a.images {
+        let arg = ImageArg::parse(target);
+        let key = if arg.path.exists() {
+            match cache.digest_for(&arg.path, arg.reference.as_deref())? {
+                Some(d) => d.hex().to_string(),
+                None => anyhow::bail!("{target}: not in the cache"),
+            }
+        } else {
+            target.clone()
+        };
+        let d = cache.remove_image(&key)?;
+        println!("removed {d}");
+    }
+    Ok(0)
+}
+
+pub fn prune(a: &PruneArgs) -> Result<i32> {
+    let cache = Cache::locate(None)?;
+    let (leftovers, refs, images) = cache.prune(a.all)?;
+    println!(
+        "removed {images} image(s), {leftovers} unfinished unpack(s), {refs} stale reference(s)"
+    );
+    Ok(0)
+}
+
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}

@@ -1,0 +1,407 @@
+//! Applying layer tars to a directory the way Docker and podman do:
+//! whiteouts, opaque directories, hard links, symlinks, modes, times and
+//! xattrs. Every path is resolved inside the rootfs being built
+//! (openat2 RESOLVE_IN_ROOT), so no entry can write outside it.
+
+use crate::rootfs::resolve::{create_in_root, open_in_root, Leaf};
+use anyhow::{anyhow, bail, Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::{openat, AtFlags, OFlag};
+use nix::sys::stat::{
+    fchmod, fchmodat, fstatat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags,
+};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+pub struct Applier {
+    root: OwnedFd,
+    /// Real root outside any user namespace: ownership and device nodes are
+    /// reproduced exactly. Otherwise files belong to the caller.
+    privileged: bool,
+    /// Directory modes and times, applied once at the end: a read-only
+    /// directory must stay writable while later layers fill it.
+    dirs: HashMap<PathBuf, (u32, u64)>,
+    pub device_placeholders: u64,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// An entry name made relative to the rootfs; None for the root itself.
+pub fn sanitize(p: &Path) -> Result<Option<PathBuf>> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                bail!("entry {:?} climbs out of the root", p)
+            }
+        }
+    }
+    Ok((!out.as_os_str().is_empty()).then_some(out))
+}
+
+fn owned(fd: i32) -> OwnedFd {
+    // SAFETY: the fd was just returned by the kernel and nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn mtime_of(h: &tar::Header) -> TimeSpec {
+    TimeSpec::new(h.mtime().unwrap_or(0).min(i64::MAX as u64) as i64, 0)
+}
+
+impl Applier {
+    pub fn new(root: &Path, privileged: bool) -> Result<Applier> {
+        let fd = nix::fcntl::open(
+            root,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| anyhow!("opening {}: {e}", root.display()))?;
+        Ok(Applier {
+            root: owned(fd),
+            privileged,
+            dirs: HashMap::new(),
+            device_placeholders: 0,
+            files: 0,
+            bytes: 0,
+        })
+    }
+
+    /// Applies one layer and hands the reader back, so its digest can be
+    /// checked over whatever tar did not consume.
+    pub fn apply_layer<R: Read>(&mut self, reader: R) -> Result<R> {
+        let mut archive = tar::Archive::new(reader);
+        let mut written: HashSet<PathBuf> = HashSet::new();
+        for entry in archive.entries().context("reading layer")? {
+            let mut entry = entry.context("reading layer")?;
+            let raw = entry.path().context("entry name")?.into_owned();
+            self.apply_entry(&mut entry, &raw, &mut written)
+                .with_context(|| format!("entry {}", raw.display()))?;
+        }
+        Ok(archive.into_inner())
+    }
+
+    fn apply_entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        raw: &Path,
+        written: &mut HashSet<PathBuf>,
+    ) -> Result<()> {
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
+            return Ok(());
+        }
+        let Some(rel) = sanitize(raw)? else {
+            return Ok(()); // the root directory itself
+        };
+        let name = rel
+            .file_name()
+            .ok_or_else(|| anyhow!("no file name"))?
+            .to_owned();
+        let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        let name_str = name.to_string_lossy();
+        if let Some(target) = name_str.strip_prefix(".wh.") {
+            let parent = create_in_root(&self.root, &parent_rel, Leaf::Dir)?;
+            if target == ".wh..opq" {
+                return self.make_opaque(&parent, &parent_rel, written);
+            }
+            if target.is_empty() || target == "." || target == ".." || target.contains('/') {
+                bail!("whiteout {name_str:?} names no file in its directory");
+            }
+            written.insert(parent_rel.join(target));
+            return remove_entry(&parent, Path::new(target));
+        }
+        written.insert(rel.clone());
+        let parent = create_in_root(&self.root, &parent_rel, Leaf::Dir)?;
+        let header = entry.header().clone();
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let is_dir = kind == tar::EntryType::Directory;
+        replace_existing(&parent, &name, is_dir)?;
+        match kind {
+            tar::EntryType::Directory => {
+                match nix::sys::stat::mkdirat(
+                    Some(parent.as_raw_fd()),
+                    name.as_os_str(),
+                    Mode::from_bits_truncate(0o700),
+                ) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => bail!("mkdir: {e}"),
+                }
+                self.chown_at(&parent, &name, &header)?;
+                self.dirs.insert(rel, (mode, header.mtime().unwrap_or(0)));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let fd = openat(
+                    Some(parent.as_raw_fd()),
+                    name.as_os_str(),
+                    OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_WRONLY
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                )
+                .map_err(|e| anyhow!("create: {e}"))?;
+                let mut file = File::from(owned(fd));
+                let n = std::io::copy(entry, &mut file).map_err(|e| anyhow!("write: {e}"))?;
+                self.bytes += n;
+                self.files += 1;
+                if self.privileged {
+                    nix::unistd::fchown(
+                        file.as_raw_fd(),
+                        Some(uid_of(&header)),
+                        Some(gid_of(&header)),
+                    )
+                    .map_err(|e| anyhow!("chown: {e}"))?;
+                }
+                // After chown, which clears setuid/setgid bits.
+                fchmod(file.as_raw_fd(), Mode::from_bits_truncate(mode))
+                    .map_err(|e| anyhow!("chmod: {e}"))?;
+                if let Ok(Some(exts)) = entry.pax_extensions() {
+                    for ext in exts.flatten() {
+                        if let Some(attr) =
+                            ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr."))
+                        {
+                            if let Err(e) =
+                                xattr::FileExt::set_xattr(&file, attr, ext.value_bytes())
+                            {
+                                crate::debug!(
+                                    "xattr {attr} on {}: {e}",
+                                    raw_display(&parent_rel, &name)
+                                );
+                            }
+                        }
+                    }
+                }
+                let t = mtime_of(&header);
+                nix::sys::stat::futimens(file.as_raw_fd(), &t, &t)
+                    .map_err(|e| anyhow!("set times: {e}"))?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()?
+                    .ok_or_else(|| anyhow!("symlink without a target"))?;
+                symlinkat(target.as_ref(), Some(parent.as_raw_fd()), name.as_os_str())
+                    .map_err(|e| anyhow!("symlink: {e}"))?;
+                self.chown_at(&parent, &name, &header)?;
+                let t = mtime_of(&header);
+                let _ = utimensat(
+                    Some(parent.as_raw_fd()),
+                    name.as_os_str(),
+                    &t,
+                    &t,
+                    UtimensatFlags::NoFollowSymlink,
+                );
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name()?
+                    .ok_or_else(|| anyhow!("hard link without a target"))?;
+                let target_rel =
+                    sanitize(&target)?.ok_or_else(|| anyhow!("hard link to the root directory"))?;
+                let tparent =
+                    open_in_root(&self.root, target_rel.parent().unwrap_or(Path::new("")))
+                        .map_err(|e| anyhow!("hard link target {}: {e}", target.display()))?;
+                let tname = target_rel
+                    .file_name()
+                    .ok_or_else(|| anyhow!("hard link target has no name"))?;
+                linkat(
+                    Some(tparent.as_raw_fd()),
+                    tname,
+                    Some(parent.as_raw_fd()),
+                    name.as_os_str(),
+                    AtFlags::empty(),
+                )
+                .map_err(|e| anyhow!("hard link to {}: {e}", target.display()))?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                self.make_node(&parent, &name, &header, kind, mode)?;
+            }
+            other => crate::debug!("skipping {} of tar type {other:?}", raw.display()),
+        }
+        Ok(())
+    }
+
+    fn chown_at(&self, parent: &OwnedFd, name: &std::ffi::OsStr, h: &tar::Header) -> Result<()> {
+        if self.privileged {
+            fchownat(
+                Some(parent.as_raw_fd()),
+                name,
+                Some(uid_of(h)),
+                Some(gid_of(h)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| anyhow!("chown: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn make_node(
+        &mut self,
+        parent: &OwnedFd,
+        name: &std::ffi::OsStr,
+        h: &tar::Header,
+        kind: tar::EntryType,
+        mode: u32,
+    ) -> Result<()> {
+        let sflag = match kind {
+            tar::EntryType::Char => SFlag::S_IFCHR,
+            tar::EntryType::Block => SFlag::S_IFBLK,
+            _ => SFlag::S_IFIFO,
+        };
+        // Anyone may make a FIFO; device nodes need real root.
+        if self.privileged || sflag == SFlag::S_IFIFO {
+            let dev = nix::sys::stat::makedev(
+                h.device_major().ok().flatten().unwrap_or(0) as u64,
+                h.device_minor().ok().flatten().unwrap_or(0) as u64,
+            );
+            mknodat(
+                Some(parent.as_raw_fd()),
+                name,
+                sflag,
+                Mode::from_bits_truncate(mode),
+                dev,
+            )
+            .map_err(|e| anyhow!("mknod: {e}"))?;
+            self.chown_at(parent, name, h)?;
+            fchmodat(
+                Some(parent.as_raw_fd()),
+                name,
+                Mode::from_bits_truncate(mode),
+                FchmodatFlags::NoFollowSymlink,
+            )
+            .map_err(|e| anyhow!("chmod: {e}"))?;
+            return Ok(());
+        }
+        let fd = openat(
+            Some(parent.as_raw_fd()),
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map_err(|e| anyhow!("placeholder for device node: {e}"))?;
+        drop(owned(fd));
+        self.device_placeholders += 1;
+        Ok(())
+    }
+
+    /// `.wh..wh..opq`: the directory hides what lower layers put in it, but
+    /// keeps what this layer wrote.
+    fn make_opaque(
+        &self,
+        parent: &OwnedFd,
+        parent_rel: &Path,
+        written: &HashSet<PathBuf>,
+    ) -> Result<()> {
+        let dirfd = openat(
+            Some(parent.as_raw_fd()),
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| anyhow!("opaque directory: {e}"))?;
+        let mut dir =
+            nix::dir::Dir::from_fd(dirfd).map_err(|e| anyhow!("opaque directory: {e}"))?;
+        let names: Vec<std::ffi::OsString> = dir
+            .iter()
+            .filter_map(|e| e.ok())
+            .map(|e| std::ffi::OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        for n in names {
+            if !written.contains(&parent_rel.join(&n)) {
+                remove_entry(parent, Path::new(&n))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives directories their final modes and times, deepest first.
+    pub fn finish(&mut self) -> Result<()> {
+        let mut dirs: Vec<_> = self.dirs.drain().collect();
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (rel, (mode, mtime)) in dirs {
+            let parent = match open_in_root(&self.root, rel.parent().unwrap_or(Path::new(""))) {
+                Ok(fd) => fd,
+                Err(_) => continue, // removed by a later layer
+            };
+            let Some(name) = rel.file_name() else {
+                continue;
+            };
+            match fstatat(Some(parent.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st)
+                    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR => {}
+                _ => continue,
+            }
+            fchmodat(
+                Some(parent.as_raw_fd()),
+                name,
+                Mode::from_bits_truncate(mode),
+                FchmodatFlags::NoFollowSymlink,
+            )
+            .map_err(|e| anyhow!("chmod {}: {e}", rel.display()))?;
+            let t = TimeSpec::new(mtime.min(i64::MAX as u64) as i64, 0);
+            let _ = utimensat(
+                Some(parent.as_raw_fd()),
+                name,
+                &t,
+                &t,
+                UtimensatFlags::NoFollowSymlink,
+            );
+        }
+        Ok(())
+    }
+}
+
+use std::os::unix::ffi::OsStrExt;
+
+fn raw_display(parent: &Path, name: &std::ffi::OsStr) -> String {
+    parent.join(name).display().to_string()
+}
+
+fn uid_of(h: &tar::Header) -> Uid {
+    Uid::from_raw(h.uid().unwrap_or(0) as u32)
+}
+
+fn gid_of(h: &tar::Header) -> Gid {
+    Gid::from_raw(h.gid().unwrap_or(0) as u32)
+}
+
+/// Clears the way for a new entry: a directory meeting a directory is
+/// kept (the layers merge), anything else is removed.
+fn replace_existing(parent: &OwnedFd, name: &std::ffi::OsStr, new_is_dir: bool) -> Result<()> {
+    match fstatat(Some(parent.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => {
+            let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+            if is_dir && new_is_dir {
+                return Ok(());
+            }
+            remove_entry(parent, Path::new(name))
+        }
+        Err(Errno::ENOENT) => Ok(()),
+        Err(e) => bail!("stat: {e}"),
+    }
+}
+
+/// Removes `name` in `parent`, a whole tree if it is a directory. Symlinks
+/// are removed, never followed.
+fn remove_entry(parent: &OwnedFd, name: &Path) -> Result<()> {
+    match unlinkat(Some(parent.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(Errno::EISDIR) | Err(Errno::EPERM) => {
+            let path = crate::rootfs::resolve::fd_path(parent).join(name);
+            crate::image::cache::remove_tree(&path)
+                .map_err(|e| anyhow!("removing {}: {e}", name.display()))
+        }
+        Err(e) => bail!("removing {}: {e}", name.display()),
+    }
+}

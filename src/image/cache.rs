@@ -1,0 +1,514 @@
+//! The digest-keyed cache of unpacked images.
+//!
+//! ```text
+//! <cache>/images/<hex>/{rootfs/,config.json,meta.json,last-used}  complete images, renamed into place
+//! <cache>/tmp/<hex>.<pid>.<nanos>/                                 unpacks in progress (or killed)
+//! <cache>/refs/<key>.json                                          file identity → digest, for warm starts
+//! <cache>/locks/<hex>.lock                                         flock held while one process unpacks
+//! ```
+//! A reader sees an image only once its directory was renamed into
+//! `images/`, so it is never half made. A warm start stats the image file,
+//! reads one small refs file and the cached config, and never opens the tar.
+
+use super::apply::Applier;
+use super::config::ImageConfig;
+use super::digest::{Digest, HashingReader};
+use super::manifest::{self, Resolved, Verify};
+use super::source::Source;
+use anyhow::{anyhow, bail, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub struct Cache {
+    root: PathBuf,
+}
+
+/// What `images` lists about each entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    pub digest: String,
+    pub references: Vec<String>,
+    pub size: u64,
+    pub files: u64,
+    pub created: String,
+    pub source: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RefEntry {
+    digest: String,
+    source: PathBuf,
+    reference: Option<String>,
+}
+
+/// An image ready to run.
+pub struct CachedImage {
+    pub digest: Digest,
+    pub rootfs: PathBuf,
+    pub config: ImageConfig,
+}
+
+pub struct UnpackOptions {
+    pub quiet: bool,
+}
+
+impl Cache {
+    /// `$HPCC_CACHE_DIR`, else the site config's cache_dir, else
+    /// `$XDG_CACHE_HOME/hpcc`, else `~/.cache/hpcc`.
+    pub fn locate(site_cache_dir: Option<&Path>) -> Result<Cache> {
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let root = env("HPCC_CACHE_DIR")
+            .or_else(|| site_cache_dir.map(Path::to_path_buf))
+            .or_else(|| env("XDG_CACHE_HOME").map(|x| x.join("hpcc")))
+            .or_else(|| env("HOME").map(|h| h.join(".cache/hpcc")))
+            .ok_or_else(|| anyhow!("no cache directory: set HPCC_CACHE_DIR or HOME"))?;
+        Ok(Cache { root })
+    }
+
+    pub fn at(root: PathBuf) -> Cache {
+        Cache { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn sub(&self, name: &str) -> Result<PathBuf> {
+        let p = self.root.join(name);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&p)
+            .with_context(|| format!("cache directory {}", p.display()))?;
+        Ok(p)
+    }
+
+    fn image_dir(&self, d: &Digest) -> PathBuf {
+        self.root.join("images").join(d.hex())
+    }
+
+    /// An empty directory the launch mounts its private tmpfs on.
+    pub fn mount_dir(&self) -> Result<PathBuf> {
+        self.sub("mnt")
+    }
+
+    fn load_complete(&self, d: &Digest) -> Result<Option<CachedImage>> {
+        let dir = self.image_dir(d);
+        let data = match fs::read(dir.join("config.json")) {
+            Ok(data) => data,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(anyhow!(e)).with_context(|| format!("reading {}", dir.display())),
+        };
+        let config = serde_json::from_slice(&data)
+            .with_context(|| format!("{}/config.json", dir.display()))?;
+        // The last-use time `images` and `prune` report; losing it is harmless.
+        let _ = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(dir.join("last-used"));
+        Ok(Some(CachedImage {
+            digest: d.clone(),
+            rootfs: dir.join("rootfs"),
+            config,
+        }))
+    }
+
+    /// Unpacks `path` (optionally the image `want` in it) unless the cache
+    /// has it, and returns the cached rootfs.
+    pub fn ensure(
+        &self,
+        path: &Path,
+        want: Option<&str>,
+        opts: &UnpackOptions,
+    ) -> Result<CachedImage> {
+        let key = identity_key(path, want)?;
+        let refs = self.sub("refs")?;
+        let ref_file = refs.join(format!("{key}.json"));
+        if let Some(d) = read_ref(&ref_file) {
+            if let Some(img) = self.load_complete(&d)? {
+                return Ok(img);
+            }
+        }
+        let src = Source::open(path)?;
+        let resolved = manifest::resolve(&src, want)?;
+        let d = resolved.config_digest.clone();
+        let img = match self.load_complete(&d)? {
+            Some(img) => img,
+            None => self.unpack_locked(&src, &resolved, opts)?,
+        };
+        let entry = RefEntry {
+            digest: d.to_string(),
+            source: fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+            reference: resolved.reference.clone(),
+        };
+        crate::container::state::write_atomic(&ref_file, &serde_json::to_vec(&entry)?, 0o600)?;
+        Ok(img)
+    }
+
+    /// One unpack per image, however many processes ask at once: the first
+    /// to take the lock unpacks; the others wait, then find it done.
+    fn unpack_locked(
+        &self,
+        src: &Source,
+        r: &Resolved,
+        opts: &UnpackOptions,
+    ) -> Result<CachedImage> {
+        let d = &r.config_digest;
+        let locks = self.sub("locks")?;
+        let lock_file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(locks.join(format!("{}.lock", d.hex())))
+            .context("opening the cache lock")?;
+        let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow!("locking the cache: {e}"))?;
+        if let Some(img) = self.load_complete(d)? {
+            return Ok(img);
+        }
+        let tmp_root = self.sub("tmp")?;
+        // Holding the lock, any tmp dir for this digest is a killed unpack.
+        self.clear_leftovers(&tmp_root, Some(d))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.subsec_nanos())
+            .unwrap_or(0);
+        let tmp = tmp_root.join(format!("{}.{}.{nanos}", d.hex(), std::process::id()));
+        let result = self.unpack_into(&tmp, src, r, opts);
+        if let Err(e) = result {
+            let _ = remove_tree(&tmp);
+            return Err(e);
+        }
+        let images = self.sub("images")?;
+        let dest = images.join(d.hex());
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = remove_tree(&tmp);
+            return Err(anyhow!(e))
+                .with_context(|| format!("moving the unpacked image to {}", dest.display()));
+        }
+        self.load_complete(d)?
+            .ok_or_else(|| anyhow!("{}: vanished right after unpacking", dest.display()))
+    }
+
+    fn unpack_into(
+        &self,
+        tmp: &Path,
+        src: &Source,
+        r: &Resolved,
+        opts: &UnpackOptions,
+    ) -> Result<()> {
+        let rootfs = tmp.join("rootfs");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&rootfs)?;
+        let privileged = nix::unistd::geteuid().is_root() && crate::launch::in_initial_userns();
+        let mut applier = Applier::new(&rootfs, privileged)?;
+        let total: u64 = r.layers.iter().map(|l| l.size).sum();
+        let progress = super::progress::Progress::new(total, opts.quiet, &src.describe());
+        for (i, layer) in r.layers.iter().enumerate() {
+            let what = format!("{}: layer {} ({})", src.describe(), i + 1, layer.name);
+            let (raw, _) = src.open_member(&layer.name).with_context(|| what.clone())?;
+            let raw = progress.wrap(raw);
+            match &layer.verify {
+                Verify::Blob(expected) => {
+                    let hashed = HashingReader::new(raw);
+                    let decoded = decompress(hashed).with_context(|| what.clone())?;
+                    let decoded = applier.apply_layer(decoded).with_context(|| what.clone())?;
+                    decoded.into_inner_hashing().finish(expected, &what)?;
+                }
+                Verify::DiffId(expected) => {
+                    let decoded = decompress(raw).with_context(|| what.clone())?;
+                    let hashed = HashingReader::new(decoded);
+                    let hashed = applier.apply_layer(hashed).with_context(|| what.clone())?;
+                    hashed.finish(expected, &what)?;
+                }
+            }
+        }
+        applier.finish()?;
+        progress.done();
+        if applier.device_placeholders > 0 {
+            crate::logging::warn(&format!(
+                "{}: {} device node(s) in the image became empty files (creating device nodes needs root)",
+                src.describe(),
+                applier.device_placeholders
+            ));
+        }
+        let config_json = serde_json::to_vec(&cached_config(r))?;
+        fs::write(tmp.join("config.json"), config_json)?;
+        let meta = Meta {
+            digest: r.config_digest.to_string(),
+            references: r.reference.iter().cloned().collect(),
+            size: applier.bytes,
+            files: applier.files,
+            created: crate::timefmt::now(),
+            source: src.describe(),
+        };
+        fs::write(tmp.join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
+        Ok(())
+    }
+
+    /// Removes unpacks that were killed half-way: those of one digest (we
+    /// hold its lock), or with `None` every one whose lock we can take.
+    fn clear_leftovers(&self, tmp_root: &Path, only: Option<&Digest>) -> Result<usize> {
+        let mut removed = 0;
+        let Ok(rd) = fs::read_dir(tmp_root) else {
+            return Ok(0);
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let hex = name.split('.').next().unwrap_or("");
+            let matches = match only {
+                Some(d) => hex == d.hex(),
+                None => self.try_lock(hex)?.is_some(),
+            };
+            if matches {
+                remove_tree(&e.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn try_lock(&self, hex: &str) -> Result<Option<Flock<fs::File>>> {
+        let locks = self.sub("locks")?;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(locks.join(format!("{hex}.lock")))?;
+        Ok(Flock::lock(f, FlockArg::LockExclusiveNonblock).ok())
+    }
+
+    /// Every complete image with its metadata and last use.
+    pub fn list(&self) -> Result<Vec<(Meta, Option<std::time::SystemTime>)>> {
+        let mut out = Vec::new();
+        let Ok(rd) = fs::read_dir(self.root.join("images")) else {
+            return Ok(out);
+        };
+        for e in rd.flatten() {
+            let Ok(data) = fs::read(e.path().join("meta.json")) else {
+                continue;
+            };
+            let Ok(meta) = serde_json::from_slice::<Meta>(&data) else {
+                continue;
+            };
+            let used = fs::metadata(e.path().join("last-used"))
+                .and_then(|m| m.modified())
+                .ok();
+            out.push((meta, used));
+        }
+        out.sort_by(|a, b| a.0.digest.cmp(&b.0.digest));
+        Ok(out)
+    }
+
+    /// Removes the image whose digest starts with `prefix`, and the refs to it.
+    pub fn remove_image(&self, prefix: &str) -> Result<Digest> {
+        let prefix = prefix.trim_start_matches("sha256:");
+        let matches: Vec<Meta> = self
+            .list()?
+            .into_iter()
+            .map(|(m, _)| m)
+            .filter(|m| {
+                !prefix.is_empty() && m.digest.trim_start_matches("sha256:").starts_with(prefix)
+            })
+            .collect();
+        let m = match matches.as_slice() {
+            [one] => one,
+            [] => bail!("no cached image matches {prefix:?}"),
+            _ => bail!(
+                "{prefix:?} matches {} cached images; give more of the digest",
+                matches.len()
+            ),
+        };
+        let d = Digest::parse(&m.digest)?;
+        let _lock = self
+            .try_lock(d.hex())?
+            .ok_or_else(|| anyhow!("image {} is being unpacked right now", d.short()))?;
+        remove_tree(&self.image_dir(&d))?;
+        self.drop_refs(|r| r.digest == m.digest)?;
+        Ok(d)
+    }
+
+    /// The digest a path (and reference) was cached under, if any.
+    pub fn digest_for(&self, path: &Path, want: Option<&str>) -> Result<Option<Digest>> {
+        let key = identity_key(path, want)?;
+        Ok(read_ref(
+            &self.root.join("refs").join(format!("{key}.json")),
+        ))
+    }
+
+    fn drop_refs(&self, mut pred: impl FnMut(&RefEntry) -> bool) -> Result<usize> {
+        let mut n = 0;
+        let Ok(rd) = fs::read_dir(self.root.join("refs")) else {
+            return Ok(0);
+        };
+        for e in rd.flatten() {
+            let Ok(data) = fs::read(e.path()) else {
+                continue;
+            };
+            let stale = match serde_json::from_slice::<RefEntry>(&data) {
+                Ok(r) => pred(&r),
+                Err(_) => true,
+            };
+            if stale {
+                fs::remove_file(e.path())?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Removes leftovers of killed unpacks, refs whose image file is gone,
+    /// and images no ref points to (with `all`, every image).
+    pub fn prune(&self, all: bool) -> Result<(usize, usize, usize)> {
+        let leftovers = self.clear_leftovers(&self.root.join("tmp"), None)?;
+        let refs = self.drop_refs(|r| all || !r.source.exists())?;
+        let mut live = std::collections::HashSet::new();
+        if let Ok(rd) = fs::read_dir(self.root.join("refs")) {
+            for e in rd.flatten() {
+                if let Some(r) = fs::read(e.path())
+                    .ok()
+                    .and_then(|d| serde_json::from_slice::<RefEntry>(&d).ok())
+                {
+                    live.insert(r.digest);
+                }
+            }
+        }
+        let mut images = 0;
+        for (m, _) in self.list()? {
+            if live.contains(&m.digest) {
+                continue;
+            }
+            let d = Digest::parse(&m.digest)?;
+            if let Some(_lock) = self.try_lock(d.hex())? {
+                remove_tree(&self.image_dir(&d))?;
+                images += 1;
+            }
+        }
+        Ok((leftovers, refs, images))
+    }
+}
+
+fn read_ref(path: &Path) -> Option<Digest> {
+    let data = fs::read(path).ok()?;
+    let r: RefEntry = serde_json::from_slice(&data).ok()?;
+    Digest::parse(&r.digest).ok()
+}
+
+/// The config kept for warm starts: the fields hpcc reads, in the image
+/// config's own schema.
+fn cached_config(r: &Resolved) -> serde_json::Value {
+    let c = r.config.container();
+    serde_json::json!({
+        "architecture": r.config.architecture,
+        "os": r.config.os,
+        "config": {
+            "User": c.user, "Env": c.env, "Entrypoint": c.entrypoint,
+            "Cmd": c.cmd, "WorkingDir": c.working_dir
+        },
+        "rootfs": {"type": "layers", "diff_ids": r.config.diff_ids()}
+    })
+}
+
+/// A key for "this exact file": device, inode, size and mtime (plus the
+/// reference asked for). Any change to the file changes the key.
+fn identity_key(path: &Path, want: Option<&str>) -> Result<String> {
+    let m = fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+    let m = if m.is_dir() {
+        fs::metadata(path.join("index.json"))
+            .with_context(|| format!("{}/index.json", path.display()))?
+    } else {
+        m
+    };
+    let text = format!(
+        "{}:{}:{}:{}.{}:{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        want.unwrap_or("")
+    );
+    Ok(Digest::of_bytes(text.as_bytes()).hex().to_string())
+}
+
+/// A reader over a decompressed layer that still gives back the hashing
+/// reader underneath, so the blob digest can be finished.
+pub enum Decoded<R: Read> {
+    Plain(BufReader<R>),
+    Gzip(flate2::bufread::MultiGzDecoder<BufReader<R>>),
+    Zstd(Box<ruzstd::decoding::StreamingDecoder<BufReader<R>, ruzstd::decoding::FrameDecoder>>),
+}
+
+impl<R: Read> Read for Decoded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Decoded::Plain(r) => r.read(buf),
+            Decoded::Gzip(r) => r.read(buf),
+            Decoded::Zstd(r) => r.read(buf),
+        }
+    }
+}
+
+impl<R: Read> Decoded<HashingReader<R>> {
+    /// Drains the decoder (trailing padding included) and returns the
+    /// hashing reader for its final check.
+    fn into_inner_hashing(mut self) -> HashingReader<R> {
+        let _ = std::io::copy(&mut self, &mut std::io::sink());
+        match self {
+            Decoded::Plain(r) => r.into_inner(),
+            Decoded::Gzip(r) => r.into_inner().into_inner(),
+            Decoded::Zstd(r) => r.into_inner().into_inner(),
+        }
+    }
+}
+
+/// Picks the decompressor from the first bytes, whatever the media type
+/// claims: gzip, zstd or a plain tar.
+pub fn decompress<R: Read>(r: R) -> Result<Decoded<R>> {
+    let mut br = BufReader::with_capacity(256 * 1024, r);
+    let head = br.fill_buf().context("reading layer")?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Decoded::Gzip(flate2::bufread::MultiGzDecoder::new(br)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let d = ruzstd::decoding::StreamingDecoder::new(br).map_err(|e| anyhow!("zstd: {e}"))?;
+        Ok(Decoded::Zstd(Box::new(d)))
+    } else {
+        Ok(Decoded::Plain(br))
+    }
+}
+
+/// Removes a tree that may hold read-only directories (an unpacked image
+/// keeps the modes its layers gave), without following symlinks.
+pub fn remove_tree(path: &Path) -> std::io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_dir() {
+        return fs::remove_file(path);
+    }
+    if meta.permissions().mode() & 0o700 != 0o700 {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
+    }
+    for e in fs::read_dir(path)? {
+        remove_tree(&e?.path())?;
+    }
+    fs::remove_dir(path)
+}

@@ -1,0 +1,94 @@
+//! Images: archives and layouts in, a cached read-only rootfs and an image
+//! config out.
+
+pub mod apply;
+pub mod cache;
+pub mod config;
+pub mod digest;
+pub mod manifest;
+mod progress;
+pub mod source;
+
+use std::path::{Path, PathBuf};
+
+/// `PATH`, `PATH@REF` or `PATH:TAG`, as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageArg {
+    pub path: PathBuf,
+    pub reference: Option<String>,
+}
+
+impl ImageArg {
+    /// Splits off a reference only when the whole argument is not itself
+    /// an existing path.
+    pub fn parse(arg: &str) -> ImageArg {
+        if Path::new(arg).exists() {
+            return ImageArg {
+                path: arg.into(),
+                reference: None,
+            };
+        }
+        for sep in ['@', ':'] {
+            if let Some((p, r)) = arg.rsplit_once(sep) {
+                if !r.is_empty() && !r.contains('/') && Path::new(p).exists() {
+                    return ImageArg {
+                        path: p.into(),
+                        reference: Some(r.to_string()),
+                    };
+                }
+            }
+        }
+        ImageArg {
+            path: arg.into(),
+            reference: None,
+        }
+    }
+
+    /// True when the path looks like an image: an OCI layout directory, or
+    /// a file that is a tar archive (the format check comes later).
+    pub fn looks_like_image(&self) -> bool {
+        let p = &self.path;
+        if p.is_dir() {
+            return p.join("oci-layout").is_file()
+                || (p.join("index.json").is_file() && p.join("blobs").is_dir());
+        }
+        is_tar(p)
+    }
+}
+
+fn is_tar(p: &Path) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 512];
+    let Ok(mut f) = std::fs::File::open(p) else {
+        return false;
+    };
+    match f.read_exact(&mut buf) {
+        Ok(()) => &buf[257..262] == b"ustar",
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_only_off_existing_paths() {
+        let dir = std::env::temp_dir().join(format!("hpcc-imgarg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("img.tar");
+        std::fs::write(&f, b"x").unwrap();
+        let s = f.to_str().unwrap();
+        assert_eq!(ImageArg::parse(s).reference, None);
+        let a = ImageArg::parse(&format!("{s}@busybox:latest"));
+        assert_eq!(
+            (a.path.as_path(), a.reference.as_deref()),
+            (f.as_path(), Some("busybox:latest"))
+        );
+        let a = ImageArg::parse(&format!("{s}:v2"));
+        assert_eq!(a.reference.as_deref(), Some("v2"));
+        assert_eq!(ImageArg::parse("nosuch.tar@x").reference, None);
+        assert!(!ImageArg::parse(s).looks_like_image());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
