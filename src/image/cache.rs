@@ -187,6 +187,7 @@ impl Cache {
             .unwrap_or(0);
         let tmp = tmp_root.join(format!("{}.{}.{nanos}", d.hex(), std::process::id()));
         let result = self.unpack_into(&tmp, src, r, opts);
+        crate::debug!("unpacked image {d} from {}", src.describe());
         if let Err(e) = result {
             let _ = remove_tree(&tmp);
             return Err(e);

@@ -56,7 +56,8 @@ impl ImageArg {
     }
 }
 
-fn is_tar(p: &Path) -> bool {
+/// A ustar or GNU tar header: the magic docker, podman and skopeo write.
+pub fn is_tar(p: &Path) -> bool {
     use std::io::Read;
     let mut buf = [0u8; 512];
     let Ok(mut f) = std::fs::File::open(p) else {

@@ -72,6 +72,9 @@ impl Source {
             });
         }
         let file = File::open(path).with_context(|| format!("{}", path.display()))?;
+        if !super::is_tar(path) {
+            bail!("{}: not an image archive (not a tar file)", path.display());
+        }
         let members =
             index_tar(&file).with_context(|| format!("{}: reading the archive", path.display()))?;
         if !members.contains_key("manifest.json") && !members.contains_key("index.json") {
