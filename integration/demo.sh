@@ -1,5 +1,6 @@
 #!/bin/sh
-# make demo: build a small busybox bundle and run it rootless with hpcc.
+# make demo: run a small busybox bundle rootless with hpcc, then the same
+# tree packed as an image tar through `hpcc run IMAGE`.
 # Usage: demo.sh /abs/path/to/hpcc
 set -eu
 HPCC_SRC=${1:?usage: demo.sh HPCC_BINARY}
@@ -64,4 +65,36 @@ echo "\$ hpcc run demo"
 (cd "$BUNDLE" && run_as "$DEMO/hpcc" --root "$XDG/hpcc" run demo)
 echo "\$ hpcc list    (the container is gone once run returns)"
 run_as "$DEMO/hpcc" --root "$XDG/hpcc" list | sed 's/^/  /'
+
+# Part 2: the image front door. Pack the same busybox tree as a
+# docker-archive tar (what `docker save` writes) and run it directly.
+IMG=$DEMO/image
+mkdir -p "$IMG/layer/bin" "$IMG/layer/etc" "$IMG/layer/work" "$IMG/out"
+cp /bin/busybox "$IMG/layer/bin/busybox"
+for applet in sh echo cat id ls touch tr; do ln -s busybox "$IMG/layer/bin/$applet"; done
+cat > "$IMG/layer/hello-image.sh" <<'SCRIPT'
+echo "  hello from an image, run straight from its tar"
+echo "  I am:             $(id)   (your own uid: no root, no daemon)"
+echo "  my PID:           $$   (hpcc exec'd in place: the PID hpcc started with)"
+echo "  working dir:      $(pwd)"
+if touch /cannot-write 2>/dev/null; then echo "  image:            writable"; else echo "  image:            read-only (the cached copy never changes)"; fi
+SCRIPT
+tar -C "$IMG/layer" --owner=0 --group=0 --numeric-owner -cf "$IMG/out/layer.tar" .
+layer_sha=$(sha256sum "$IMG/out/layer.tar" | cut -d' ' -f1)
+arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+printf '{"architecture":"%s","os":"linux","config":{"Env":["PATH=/bin"],"Entrypoint":["/bin/sh","-c"],"Cmd":["sh /hello-image.sh"],"WorkingDir":"/work"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$arch" "$layer_sha" > "$IMG/out/config.json"
+config_sha=$(sha256sum "$IMG/out/config.json" | cut -d' ' -f1)
+mv "$IMG/out/config.json" "$IMG/out/$config_sha.json"
+printf '[{"Config":"%s.json","RepoTags":["hpcc-demo:latest"],"Layers":["layer.tar"]}]' "$config_sha" > "$IMG/out/manifest.json"
+tar -C "$IMG/out" -cf "$DEMO/demo.tar" manifest.json "$config_sha.json" layer.tar
+chmod 644 "$DEMO/demo.tar"
+CACHE=$DEMO/cache
+if [ "$(id -u)" = 0 ]; then mkdir -p "$CACHE" && chown nobody "$CACHE"; fi
+echo "\$ hpcc run demo.tar          (first run unpacks into the cache)"
+run_as env HPCC_CACHE_DIR="$CACHE" "$DEMO/hpcc" run -q "$DEMO/demo.tar"
+echo "\$ hpcc run demo.tar -- 'echo \$((6*7)) from a warm start'    (arguments replace CMD; the tar is not read again)"
+run_as env HPCC_CACHE_DIR="$CACHE" "$DEMO/hpcc" run "$DEMO/demo.tar" -- 'echo "  $((6*7)) from a warm start"'
+echo "\$ hpcc images"
+run_as env HPCC_CACHE_DIR="$CACHE" "$DEMO/hpcc" images | sed 's/^/  /'
 echo "demo: done"

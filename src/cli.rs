@@ -99,7 +99,8 @@ pub enum Command {
     Kill(KillArgs),
     /// Remove a container (its process must have stopped, unless --force)
     Delete(DeleteArgs),
-    /// Create and start a container, then wait for it unless --detach
+    /// Create and start a container from a bundle, then wait for it unless
+    /// --detach. `hpcc run IMAGE [-- CMD...]` runs an image instead (see run-image)
     Run(RunArgs),
     /// List containers under the state root
     List(ListArgs),
@@ -138,8 +139,9 @@ pub struct RunImageArgs {
     pub quiet: bool,
     /// Image tar or OCI layout directory, optionally @REF or :TAG
     pub image: String,
-    /// Command and arguments; they replace the image's CMD
-    #[arg(last = true)]
+    /// Command and arguments (after `--`, or directly after IMAGE); they
+    /// replace the image's CMD
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }
 
