@@ -120,6 +120,8 @@ impl Candidate<'_> {
     fn matches(&self, want: &str) -> bool {
         self.names().iter().any(|n| {
             n == want
+                // podman names local images "localhost/NAME:TAG"
+                || n.rsplit_once('/').is_some_and(|(_, short)| short == want)
                 || n.rsplit_once(':')
                     .is_some_and(|(_, tag)| tag == want && !n.starts_with("sha256:"))
                 || n.strip_prefix("sha256:").is_some_and(|h| {
