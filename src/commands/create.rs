@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 pub fn run(ctx: &Ctx, a: &CreateArgs) -> Result<i32> {
-    create_container(ctx, &a.id, &a.opts, None)?;
+    create_container(ctx, &a.id, &a.opts, None, false)?;
     Ok(0)
 }
 
@@ -18,15 +18,19 @@ pub fn run(ctx: &Ctx, a: &CreateArgs) -> Result<i32> {
 /// nothing is left: no process, no state directory.
 pub struct Created {
     pub state: ContainerState,
+    /// Held by a supervising `run` until it has started the container.
+    pub lifeline: Option<std::os::fd::OwnedFd>,
     /// process.terminal was set, so a pty master went to the console socket.
     pub terminal: bool,
 }
 
+/// `supervised`: see LaunchRequest::supervised.
 pub fn create_container(
     ctx: &Ctx,
     id: &str,
     opts: &CreateOpts,
     console: Option<UnixStream>,
+    supervised: bool,
 ) -> Result<Created> {
     validate_id(id)?;
     let bundle_dir = opts.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -53,6 +57,7 @@ pub fn create_container(
             state_dir: &state_dir,
             opts,
             console,
+            supervised,
         })?;
         let st = ContainerState {
             id: id.to_string(),
@@ -82,6 +87,7 @@ pub fn create_container(
         }
         Ok(Created {
             state: st,
+            lifeline: launched.lifeline,
             terminal,
         })
     })();

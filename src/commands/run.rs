@@ -14,7 +14,7 @@ use std::os::fd::OwnedFd;
 
 pub fn run(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
     if a.detach {
-        create_container(ctx, &a.id, &a.opts, None)?;
+        create_container(ctx, &a.id, &a.opts, None, false)?;
         if let Err(e) = start_container(ctx, &a.id) {
             let _ = cleanup(ctx, &a.id);
             return Err(e);
@@ -31,9 +31,12 @@ pub fn run(ctx: &Ctx, a: &RunArgs) -> Result<i32> {
             (Some(o), Some(t))
         }
     };
-    let created = create_container(ctx, &a.id, &a.opts, theirs)?;
+    let created = create_container(ctx, &a.id, &a.opts, theirs, true)?;
     let relay_from = if created.terminal { ours } else { None };
+    // Held until we return: should we die before `start`, init exits too.
+    let lifeline = created.lifeline;
     let result = foreground(ctx, &created.state, relay_from);
+    drop(lifeline);
     let _ = cleanup(ctx, &a.id);
     result
 }

@@ -31,10 +31,11 @@ pub struct InitConfig<'a> {
     preserve_fds: Option<u32>,
     console: Option<OwnedFd>,
     overlay_lower: Option<&'a Path>,
+    lifeline: Option<OwnedFd>,
 }
 
 impl<'a> InitConfig<'a> {
-    pub fn new(req: &LaunchRequest<'a>, ns: &NsPlan) -> Result<Self> {
+    pub fn new(req: &LaunchRequest<'a>, ns: &NsPlan, lifeline: Option<OwnedFd>) -> Result<Self> {
         let spec = &req.bundle.spec;
         let process = spec
             .process()
@@ -53,6 +54,7 @@ impl<'a> InitConfig<'a> {
         cfg.no_new_keyring = req.opts.no_new_keyring;
         cfg.preserve_fds = Some(req.opts.preserve_fds);
         cfg.console = console;
+        cfg.lifeline = lifeline;
         Ok(cfg)
     }
 
@@ -106,6 +108,7 @@ impl<'a> InitConfig<'a> {
             preserve_fds: Some(0),
             console: None,
             overlay_lower: None,
+            lifeline: None,
         })
     }
 }
@@ -129,7 +132,7 @@ pub fn run(ch: &Channel, cfg: &InitConfig, listener: UnixListener) -> i32 {
     if ch.send(&Msg::Ready).is_err() {
         return 1;
     }
-    let Some(mut conn) = wait_for_start(&listener) else {
+    let Some(mut conn) = wait_for_start(&listener, cfg.lifeline.as_ref()) else {
         return 1;
     };
     drop(listener);
@@ -149,8 +152,25 @@ pub fn exec(p: &Prepared) -> String {
 
 /// Blocks until `hpcc start` connects and says "start". The connection is
 /// close-on-exec, so `start` reads EOF exactly when execve succeeded.
-fn wait_for_start(listener: &UnixListener) -> Option<UnixStream> {
+fn wait_for_start(listener: &UnixListener, lifeline: Option<&OwnedFd>) -> Option<UnixStream> {
     loop {
+        if let Some(life) = lifeline {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            use std::os::fd::AsFd;
+            let mut fds = [
+                PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+                PollFd::new(life.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return None,
+            }
+            // The pipe never carries data: any event means the writer died.
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                return None;
+            }
+        }
         let (mut conn, _) = match listener.accept() {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

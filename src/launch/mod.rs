@@ -45,11 +45,18 @@ pub struct LaunchRequest<'a> {
     pub opts: &'a CreateOpts,
     /// Where the pty master goes when process.terminal is set.
     pub console: Option<UnixStream>,
+    /// A foreground `run` will start the container itself: if it dies
+    /// before it does, init gives up instead of waiting for a `start` that
+    /// will never come.
+    pub supervised: bool,
 }
 
 pub struct Launched {
     pub pid: i32,
     pub own_pid_ns: bool,
+    /// For a supervised launch: the write end of init's lifeline pipe.
+    /// Keep it open until the container has started.
+    pub lifeline: Option<OwnedFd>,
 }
 
 /// `/proc/self/fd/N/name` for a file in `dir`: a short path for a unix
@@ -83,11 +90,20 @@ pub fn launch(req: LaunchRequest) -> Result<Launched> {
             )
         })?;
     drop(dir);
-    let init_cfg = init::InitConfig::new(&req, &ns)?;
+    let (lifeline_r, lifeline_w) = match req.supervised {
+        true => {
+            let (r, w) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("lifeline pipe")?;
+            (Some(r), Some(w))
+        }
+        false => (None, None),
+    };
+    let init_cfg = init::InitConfig::new(&req, &ns, lifeline_r)?;
     let (parent_ch, child_ch) = channel::pair()?;
     match crate::sys::fork_single_threaded().context("fork")? {
         ForkResult::Child => {
             drop(parent_ch);
+            drop(lifeline_w);
             let code = match child_main(&child_ch, &ns, joins, &init_cfg, listener) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -115,6 +131,7 @@ pub fn launch(req: LaunchRequest) -> Result<Launched> {
             Ok(Launched {
                 pid,
                 own_pid_ns: ns.new_pid,
+                lifeline: lifeline_w,
             })
         }
     }
