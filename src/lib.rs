@@ -24,6 +24,9 @@ use clap::Parser;
 /// code. Errors become one line on stderr (and in the `--log` file), never a
 /// panic.
 pub fn main_entry() -> i32 {
+    // Like any Unix filter, die quietly when the reader of our output goes
+    // away (`hpcc features | head`) instead of failing a write.
+    sys::reset_signal_dispositions();
     let argv = cli::route_image_run(std::env::args_os().collect());
     let cli = match cli::Cli::try_parse_from(argv) {
         Ok(cli) => cli,

@@ -143,14 +143,17 @@ fn parent_main(
     spec: &oci_spec::runtime::Spec,
     init_pid: &mut Option<i32>,
 ) -> Result<i32> {
-    loop {
+    // InitPid (from the middle child) and Ready (from init) race each
+    // other on the channel; both must have arrived.
+    let mut ready = false;
+    while !ready || init_pid.is_none() {
         match ch.recv()? {
             Some(Msg::WriteIdMaps) => {
                 write_id_maps(child.as_raw(), spec)?;
                 ch.send(&Msg::Proceed)?;
             }
             Some(Msg::InitPid(p)) => *init_pid = Some(p),
-            Some(Msg::Ready) => break,
+            Some(Msg::Ready) => ready = true,
             Some(Msg::Error(e)) => bail!(e),
             Some(m) => bail!("launch channel: unexpected {m:?}"),
             None => bail!("container init exited before it was ready"),
