@@ -137,6 +137,25 @@ pub struct RunImageArgs {
     /// No progress bar or notes
     #[arg(short, long)]
     pub quiet: bool,
+    /// Bind a host path: SRC[:DST[:ro]] (repeatable; $HOME, /tmp and
+    /// /dev/shm are bound by default)
+    #[arg(short = 'b', long = "bind", value_name = "SRC[:DST[:ro]]")]
+    pub bind: Vec<String>,
+    /// Set a variable inside: NAME=VALUE, or NAME to copy the host's (repeatable)
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Read NAME=VALUE lines from a file (repeatable)
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Start from the image's environment plus launcher variables and -e only
+    #[arg(long = "cleanenv")]
+    pub clean_env: bool,
+    /// Map yourself to root inside (for installing into a --writable-tmpfs container)
+    #[arg(long)]
+    pub fakeroot: bool,
+    /// GPUs to show: all, none, or host indices like 0,2 (default: NVIDIA_VISIBLE_DEVICES, else all)
+    #[arg(long, value_name = "all|none|LIST")]
+    pub gpus: Option<String>,
     /// Image tar or OCI layout directory, optionally @REF or :TAG
     pub image: String,
     /// Command and arguments (after `--`, or directly after IMAGE); they
@@ -169,15 +188,23 @@ pub struct PruneArgs {
 /// Global flags that take a value, for finding the verb in argv.
 const GLOBAL_VALUE_FLAGS: [&str; 5] = ["--root", "--log", "--log-format", "--rootless", "--criu"];
 /// Flags of `run` (either mode) that take a value.
-const RUN_VALUE_FLAGS: [&str; 8] = [
+const RUN_VALUE_FLAGS: [&str; 16] = [
     "-b",
     "--bundle",
+    "--bind",
     "--pid-file",
     "--console-socket",
     "--preserve-fds",
     "--entrypoint",
     "-w",
     "--workdir",
+    "-e",
+    "--env",
+    "--env-file",
+    "--gpus",
+    "--join-tag",
+    "--join-timeout",
+    "--record",
 ];
 
 /// `hpcc run` serves two front doors. The argument is an image when it

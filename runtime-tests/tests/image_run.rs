@@ -41,8 +41,10 @@ impl Env {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(runtime_tests::hpcc_bin());
+        // From "/", which no bind shows, so the image's WorkingDir applies.
         c.args(args)
             .env("HPCC_CACHE_DIR", self.cache())
+            .current_dir("/")
             .stdin(Stdio::null());
         c
     }
@@ -312,10 +314,11 @@ fn root_is_read_only_and_writable_tmpfs_is_thrown_away() {
     let o = env.run(&["run", t, "--", "touch /newfile"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("Read-only"), "{}", stderr(&o));
-    assert_eq!(
-        ok(&env.run(&["run", t, "--", "touch /tmp/scratch && echo tmp-ok"])),
-        "tmp-ok\n"
-    );
+    // /tmp is the host's (MPI session directories live there).
+    let scratch = env.dir.join("scratch");
+    let script = format!("touch {} && echo tmp-ok", scratch.display());
+    assert_eq!(ok(&env.run(&["run", t, "--", &script])), "tmp-ok\n");
+    assert!(scratch.exists(), "the write reached the host's /tmp");
     assert_eq!(
         ok(&env.run(&[
             "run",

@@ -218,11 +218,32 @@ fn podman_saved_tars_match_umoci_and_run() {
         );
     }
     // Rootless podman stores files under subordinate ids we cannot remove
-    // ourselves; let it remove its storage from inside its namespace.
-    run(podman()
-        .arg("unshare")
-        .arg("rm")
-        .arg("-rf")
-        .arg(d.join("storage"))
-        .arg(d.join("runroot")));
+    // ourselves; let it remove its storage from inside its namespace, then
+    // end the pause process it keeps that namespace alive with.
+    if !is_root() {
+        run(podman()
+            .arg("unshare")
+            .arg("rm")
+            .arg("-rf")
+            .arg(d.join("storage"))
+            .arg(d.join("runroot")));
+        stop_rootless_pause_process();
+    }
+}
+
+/// Rootless podman leaves `catatonit -P` running to hold its user
+/// namespace; its pid is in $XDG_RUNTIME_DIR/libpod/tmp/pause.pid.
+fn stop_rootless_pause_process() {
+    let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR") else {
+        return;
+    };
+    let pidfile = PathBuf::from(xdg).join("libpod/tmp/pause.pid");
+    if let Some(pid) = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
+        // SAFETY: kill with a pid read from podman's own pid file.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = std::fs::remove_file(pidfile);
+    }
 }

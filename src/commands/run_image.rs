@@ -1,8 +1,10 @@
 //! `hpcc run IMAGE [-- CMD...]`: the scientist's front door. Unpack once
-//! into the cache, build a Spec in memory, and exec in place.
+//! into the cache, plan the HPC environment (identity, env, binds,
+//! devices), build a Spec in memory, and exec in place.
 
 use super::Ctx;
 use crate::cli::RunImageArgs;
+use crate::hpc::{self, HpcOptions};
 use crate::image::cache::{Cache, UnpackOptions};
 use crate::image::ImageArg;
 use crate::spec::from_image::{spec_from_image, Caller, ImageRunOptions};
@@ -13,28 +15,57 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
     if !arg.path.exists() {
         bail!("{}: no such image file or directory", arg.path.display());
     }
-    let cache = Cache::locate(None)?;
+    let site = hpc::load_site()?;
+    let cache = Cache::locate(site.cache_dir().as_deref())?;
     let img = cache.ensure(
         &arg.path,
         arg.reference.as_deref(),
         &UnpackOptions { quiet: a.quiet },
     )?;
-    let opts = ImageRunOptions {
-        command: a.command.clone(),
-        entrypoint: a.entrypoint.clone(),
-        workdir: a.workdir.clone(),
-        writable_tmpfs: a.writable_tmpfs,
-        pid_namespace: a.pid,
-    };
     let euid = nix::unistd::geteuid();
     let who = Caller {
         uid: euid.as_raw(),
         gid: nix::unistd::getegid().as_raw(),
         rootless: !(euid.is_root() && crate::launch::in_initial_userns()),
     };
+    if a.fakeroot && !who.rootless {
+        bail!("--fakeroot is for unprivileged users; you are already root");
+    }
+    let opts = ImageRunOptions {
+        command: a.command.clone(),
+        entrypoint: a.entrypoint.clone(),
+        workdir: a.workdir.clone(),
+        writable_tmpfs: a.writable_tmpfs,
+        pid_namespace: a.pid,
+        fakeroot: a.fakeroot,
+    };
+    let hpc_opts = HpcOptions {
+        binds: a
+            .bind
+            .iter()
+            .map(|b| hpc::binds::parse_bind(b))
+            .collect::<Result<_>>()?,
+        env: a
+            .env
+            .iter()
+            .map(|e| hpc::env::parse_assignment(e))
+            .collect::<Result<_>>()?,
+        env_files: a.env_file.clone(),
+        clean_env: a.clean_env,
+        fakeroot: a.fakeroot,
+        gpus: a.gpus.clone(),
+        workdir: a.workdir.clone(),
+    };
+    let image_env = img.config.container().env.unwrap_or_default();
+    let plan = hpc::plan(&site, &hpc_opts, &image_env, &img.rootfs, who.uid, who.gid)?;
     let merged = cache.mount_dir()?.join("merged");
-    let spec = spec_from_image(&img.config, &img.rootfs, &opts, who)?;
+    let spec = spec_from_image(&img.config, &img.rootfs, &opts, who, &plan)?;
     crate::spec::validate(&spec)?;
-    crate::debug!("running image {} from {}", img.digest, img.rootfs.display());
-    match crate::launch::exec_in_place(&spec, &img.rootfs, &merged)? {}
+    crate::debug!(
+        "running image {} from {}; devices: {:?}",
+        img.digest,
+        img.rootfs.display(),
+        plan.devices.found
+    );
+    match crate::launch::exec_in_place(&spec, &img.rootfs, &merged, &plan.files)? {}
 }

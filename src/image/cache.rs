@@ -452,7 +452,7 @@ fn identity_key(path: &Path, want: Option<&str>) -> Result<String> {
 /// reader underneath, so the blob digest can be finished.
 pub enum Decoded<R: Read> {
     Plain(BufReader<R>),
-    Gzip(flate2::bufread::MultiGzDecoder<BufReader<R>>),
+    Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<R>>>),
     Zstd(Box<ruzstd::decoding::StreamingDecoder<BufReader<R>, ruzstd::decoding::FrameDecoder>>),
 }
 
@@ -485,7 +485,9 @@ pub fn decompress<R: Read>(r: R) -> Result<Decoded<R>> {
     let mut br = BufReader::with_capacity(256 * 1024, r);
     let head = br.fill_buf().context("reading layer")?;
     if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Decoded::Gzip(flate2::bufread::MultiGzDecoder::new(br)))
+        Ok(Decoded::Gzip(Box::new(
+            flate2::bufread::MultiGzDecoder::new(br),
+        )))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         let d = ruzstd::decoding::StreamingDecoder::new(br).map_err(|e| anyhow!("zstd: {e}"))?;
         Ok(Decoded::Zstd(Box::new(d)))

@@ -32,6 +32,9 @@ pub struct InitConfig<'a> {
     console: Option<OwnedFd>,
     overlay_lower: Option<&'a Path>,
     lifeline: Option<OwnedFd>,
+    /// Generated files written into the private root before it turns
+    /// read-only (image mode's /etc/passwd and /etc/group).
+    files: &'a [(PathBuf, Vec<u8>)],
 }
 
 impl<'a> InitConfig<'a> {
@@ -66,6 +69,7 @@ impl<'a> InitConfig<'a> {
         lower: &'a Path,
         merged: &'a Path,
         ns: &NsPlan,
+        files: &'a [(PathBuf, Vec<u8>)],
     ) -> Result<Self> {
         let process = spec
             .process()
@@ -76,6 +80,7 @@ impl<'a> InitConfig<'a> {
         cfg.no_new_keyring = true;
         cfg.preserve_fds = None;
         cfg.overlay_lower = Some(lower);
+        cfg.files = files;
         Ok(cfg)
     }
 
@@ -109,6 +114,7 @@ impl<'a> InitConfig<'a> {
             console: None,
             overlay_lower: None,
             lifeline: None,
+            files: &[],
         })
     }
 }
@@ -204,6 +210,9 @@ pub fn setup(cfg: &InitConfig) -> Result<Prepared> {
         overlay_lower: cfg.overlay_lower,
     };
     rootfs::prepare(&plan)?;
+    for (path, data) in cfg.files {
+        rootfs::files::write_private_file(path, data)?;
+    }
     if let Some(sock) = &cfg.console {
         let size = process
             .console_size()

@@ -11,12 +11,17 @@ use nix::sched::{unshare, CloneFlags};
 use nix::unistd::ForkResult;
 use oci_spec::runtime::Spec;
 use std::convert::Infallible;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Runs `spec` over an overlay of `lower` mounted at `merged`. Returns only
 /// on failure; with a PID namespace the supervising parent exits with the
 /// program's status instead.
-pub fn exec_in_place(spec: &Spec, lower: &Path, merged: &Path) -> Result<Infallible> {
+pub fn exec_in_place(
+    spec: &Spec,
+    lower: &Path,
+    merged: &Path,
+    files: &[(PathBuf, Vec<u8>)],
+) -> Result<Infallible> {
     let ns = NsPlan::from_spec(spec);
     if !ns.join.is_empty() {
         bail!("image mode does not join namespaces by path");
@@ -37,7 +42,7 @@ pub fn exec_in_place(spec: &Spec, lower: &Path, merged: &Path) -> Result<Infalli
             ForkResult::Child => {}
         }
     }
-    let cfg = InitConfig::for_image(spec, lower, merged, &ns)?;
+    let cfg = InitConfig::for_image(spec, lower, merged, &ns, files)?;
     let prepared = init::setup(&cfg)?;
     Err(anyhow!(init::exec(&prepared)))
 }

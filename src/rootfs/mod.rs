@@ -2,6 +2,7 @@
 //! mounts, /dev, pivot_root, then masked and read-only paths.
 
 pub mod devices;
+pub mod files;
 pub mod mounts;
 pub mod options;
 mod overlay;

@@ -2,6 +2,7 @@
 //! semantics for ENTRYPOINT, CMD, ENV, WORKDIR and USER) and the command
 //! line, never from a file.
 
+use crate::hpc::HpcPlan;
 use crate::image::config::ImageConfig;
 use anyhow::{anyhow, bail, Result};
 use oci_spec::runtime::Spec;
@@ -37,6 +38,8 @@ pub struct ImageRunOptions {
     pub workdir: Option<String>,
     pub writable_tmpfs: bool,
     pub pid_namespace: bool,
+    /// Map the caller to root inside (rootless only).
+    pub fakeroot: bool,
 }
 
 /// Who runs the program.
@@ -73,16 +76,18 @@ pub fn spec_from_image(
     rootfs: &Path,
     opts: &ImageRunOptions,
     who: Caller,
+    hpc: &HpcPlan,
 ) -> Result<Spec> {
     let c = cfg.container();
     let args = command_line(cfg, opts)?;
-    let mut env = c.env.clone().unwrap_or_default();
+    let mut env: Vec<String> = hpc.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push(DEFAULT_PATH.to_string());
     }
     let cwd = opts
         .workdir
         .clone()
+        .or_else(|| hpc.cwd.as_ref().map(|p| p.display().to_string()))
         .or_else(|| c.working_dir.clone().filter(|w| !w.is_empty()))
         .unwrap_or_else(|| "/".to_string());
     if !cwd.starts_with('/') {
@@ -95,7 +100,7 @@ pub fn spec_from_image(
                 who.uid
             );
         }
-        (who.uid, who.gid)
+        (hpc.inside_uid, hpc.inside_gid)
     } else {
         resolve_user(rootfs, c.user.as_deref().unwrap_or(""))?
     };
@@ -106,25 +111,29 @@ pub fn spec_from_image(
     if opts.pid_namespace {
         namespaces.push(json!({"type": "pid"}));
     }
-    let proc_mount = if opts.pid_namespace {
-        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]})
-    } else {
-        // A fresh proc needs a PID namespace of our own; without one the
-        // host's /proc is what the process would see anyway.
-        json!({"destination": "/proc", "type": "bind", "source": "/proc", "options": ["rbind", "nosuid", "noexec", "nodev"]})
-    };
-    let mut mounts = vec![
-        proc_mount,
-        json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev", "type": "bind", "source": "/dev", "options": ["rbind", "nosuid"]}),
-        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]}),
-    ];
+    let mut mounts = base_mounts(opts.pid_namespace, who.rootless);
+    for b in &hpc.binds {
+        let mut o = vec!["rbind", "nosuid", "nodev"];
+        if b.readonly {
+            o.push("ro");
+        }
+        mounts.push(json!({"destination": b.dst, "type": "bind", "source": b.src, "options": o}));
+    }
+    for d in &hpc.devices.binds {
+        let mut o = vec!["rbind", "nosuid"];
+        if d.readonly {
+            o.push("ro");
+        }
+        mounts.push(
+            json!({"destination": d.container, "type": "bind", "source": d.host, "options": o}),
+        );
+    }
     for f in ["/etc/resolv.conf", "/etc/hosts"] {
         if Path::new(f).is_file() {
             mounts.push(json!({"destination": f, "type": "bind", "source": f, "options": ["bind", "ro", "nosuid", "nodev"]}));
         }
     }
-    let caps: Value = if who.rootless {
+    let caps: Value = if who.rootless && !opts.fakeroot {
         json!({})
     } else {
         let list: Vec<&str> = ROOT_CAPS.to_vec();
@@ -132,8 +141,10 @@ pub fn spec_from_image(
     };
     let mut linux = json!({"namespaces": namespaces});
     if who.rootless {
-        linux["uidMappings"] = json!([{"containerID": who.uid, "hostID": who.uid, "size": 1}]);
-        linux["gidMappings"] = json!([{"containerID": who.gid, "hostID": who.gid, "size": 1}]);
+        linux["uidMappings"] =
+            json!([{"containerID": hpc.inside_uid, "hostID": who.uid, "size": 1}]);
+        linux["gidMappings"] =
+            json!([{"containerID": hpc.inside_gid, "hostID": who.gid, "size": 1}]);
     }
     let v = json!({
         "ociVersion": crate::cli::OCI_SPEC_VERSION,
@@ -151,6 +162,34 @@ pub fn spec_from_image(
         "linux": linux
     });
     serde_json::from_value(v).map_err(|e| anyhow!("building the image spec: {e}"))
+}
+
+/// /proc, /sys and a private /dev: the default nodes, a pty instance, and
+/// (added by the HPC layer) exactly the host devices this run should see.
+fn base_mounts(pid_namespace: bool, rootless: bool) -> Vec<Value> {
+    let proc_mount = if pid_namespace {
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]})
+    } else {
+        // A fresh proc needs a PID namespace of our own; without one the
+        // host's /proc is what the process would see anyway.
+        json!({"destination": "/proc", "type": "bind", "source": "/proc", "options": ["rbind", "nosuid", "noexec", "nodev"]})
+    };
+    let mut pts = vec![
+        "nosuid",
+        "noexec",
+        "newinstance",
+        "ptmxmode=0666",
+        "mode=0620",
+    ];
+    if !rootless {
+        pts.push("gid=5");
+    }
+    vec![
+        proc_mount,
+        json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": pts}),
+    ]
 }
 
 /// USER as Docker reads it: `name`, `uid`, `name:group` or `uid:gid`,
@@ -198,7 +237,7 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32)> {
     Ok((uid, gid))
 }
 
-fn lookup<'a>(text: &'a str, pred: impl Fn(&[&str]) -> bool) -> Option<Vec<&'a str>> {
+fn lookup(text: &str, pred: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
     text.lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 4 && pred(f))
@@ -248,6 +287,34 @@ mod tests {
             .contains("after --"));
     }
 
+    fn hpc_plan(env: &[&str]) -> HpcPlan {
+        HpcPlan {
+            identity: crate::hpc::identity::Identity {
+                uid: 1000,
+                gid: 1000,
+                name: "u".into(),
+                group: "g".into(),
+                home: "/home/u".into(),
+                gecos: String::new(),
+            },
+            inside_uid: 1000,
+            inside_gid: 1000,
+            env: env
+                .iter()
+                .filter_map(|e| e.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            binds: vec![crate::hpc::binds::Bind {
+                src: "/home/u".into(),
+                dst: "/home/u".into(),
+                readonly: false,
+            }],
+            devices: Default::default(),
+            cwd: None,
+            files: Vec::new(),
+        }
+    }
+
     #[test]
     fn spec_has_env_path_workdir_and_identity_map() {
         let c = cfg(None, Some(&["sh"]));
@@ -256,7 +323,14 @@ mod tests {
             gid: 1000,
             rootless: true,
         };
-        let s = spec_from_image(&c, Path::new("/r"), &opts(&[], None), who).unwrap();
+        let s = spec_from_image(
+            &c,
+            Path::new("/r"),
+            &opts(&[], None),
+            who,
+            &hpc_plan(&["A=1"]),
+        )
+        .unwrap();
         let p = s.process().as_ref().unwrap();
         assert_eq!(p.cwd(), Path::new("/work"));
         let env = p.env().as_ref().unwrap();
@@ -265,6 +339,14 @@ mod tests {
         assert_eq!(l.uid_mappings().as_ref().unwrap()[0].host_id(), 1000);
         assert_eq!(l.uid_mappings().as_ref().unwrap()[0].container_id(), 1000);
         assert_eq!(s.root().as_ref().unwrap().readonly(), Some(true));
+        let dests: Vec<_> = s
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| m.destination().clone())
+            .collect();
+        assert!(dests.contains(&"/home/u".into()) && dests.contains(&"/dev/pts".into()));
         crate::spec::validate(&s).unwrap();
     }
 

@@ -1,0 +1,130 @@
+//! The HPC launch layer of image mode: who the user is inside, which
+//! environment, binds and devices the container gets, and (join.rs) how
+//! the ranks of one job on one node share one set of namespaces.
+
+pub mod binds;
+pub mod devices;
+pub mod env;
+pub mod identity;
+pub mod site;
+
+use anyhow::{Context, Result};
+use binds::Bind;
+use devices::{DevicePlan, GpuSelect};
+use identity::Identity;
+use site::SiteConfig;
+use std::path::{Path, PathBuf};
+
+/// What the command line asks of the HPC layer.
+#[derive(Debug, Default, Clone)]
+pub struct HpcOptions {
+    pub binds: Vec<Bind>,
+    pub env: Vec<(String, String)>,
+    pub env_files: Vec<PathBuf>,
+    pub clean_env: bool,
+    pub fakeroot: bool,
+    pub gpus: Option<String>,
+    pub workdir: Option<String>,
+}
+
+/// Everything image mode adds to a container beyond the image itself.
+#[derive(Debug)]
+pub struct HpcPlan {
+    pub identity: Identity,
+    /// uid/gid the program runs as inside (0 with --fakeroot).
+    pub inside_uid: u32,
+    pub inside_gid: u32,
+    pub env: Vec<(String, String)>,
+    pub binds: Vec<Bind>,
+    pub devices: DevicePlan,
+    /// The start directory when the host's cwd is visible inside.
+    pub cwd: Option<PathBuf>,
+    /// Files written into the container's private overlay.
+    pub files: Vec<(PathBuf, Vec<u8>)>,
+}
+
+pub fn plan(
+    site: &SiteConfig,
+    opts: &HpcOptions,
+    image_env: &[String],
+    rootfs: &Path,
+    uid: u32,
+    gid: u32,
+) -> Result<HpcPlan> {
+    let identity = identity::host_identity(uid, gid);
+    let (inside_uid, inside_gid) = if opts.fakeroot { (0, 0) } else { (uid, gid) };
+    let binds = binds::plan(&opts.binds, site, Some(&identity.home))?;
+    let gpus = match (&opts.gpus, std::env::var("NVIDIA_VISIBLE_DEVICES")) {
+        (Some(g), _) => GpuSelect::parse(g, "--gpus")?,
+        (None, Ok(v)) => GpuSelect::parse(&v, "NVIDIA_VISIBLE_DEVICES")?,
+        (None, Err(_)) => GpuSelect::All,
+    };
+    let devices = devices::discover(site, &gpus)?;
+    let mut explicit = Vec::new();
+    for f in &opts.env_files {
+        explicit.extend(env::read_env_file(f)?);
+    }
+    explicit.extend(devices.env.iter().cloned());
+    explicit.extend(opts.env.iter().cloned());
+    let host: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let mut env = env::compose(&env::EnvInputs {
+        host,
+        image: image_env,
+        site_patterns: &site.env,
+        explicit,
+        clean: opts.clean_env,
+    });
+    prepend_path(&mut env, "LD_LIBRARY_PATH", &devices.lib_dirs);
+    prepend_path(&mut env, "PATH", &devices.bin_dirs);
+    env::fix_locale(&mut env, rootfs);
+    let cwd = match &opts.workdir {
+        Some(_) => None,
+        None => std::env::current_dir()
+            .ok()
+            .and_then(|c| binds::cwd_inside(&binds, &c)),
+    };
+    let who = Identity {
+        uid: inside_uid,
+        gid: inside_gid,
+        ..identity.clone()
+    };
+    let files = vec![
+        (
+            PathBuf::from("/etc/passwd"),
+            identity::passwd_file(rootfs, &who),
+        ),
+        (
+            PathBuf::from("/etc/group"),
+            identity::group_file(rootfs, &who),
+        ),
+    ];
+    Ok(HpcPlan {
+        identity,
+        inside_uid,
+        inside_gid,
+        env,
+        binds,
+        devices,
+        cwd,
+        files,
+    })
+}
+
+fn prepend_path(env: &mut Vec<(String, String)>, key: &str, dirs: &[String]) {
+    if dirs.is_empty() {
+        return;
+    }
+    let front = dirs.join(":");
+    match env.iter_mut().find(|(k, _)| k == key) {
+        Some((_, v)) if !v.is_empty() => *v = format!("{front}:{v}"),
+        Some((_, v)) => *v = front,
+        None => env.push((key.to_string(), front)),
+    }
+}
+
+/// Reads the site config, naming the file in any error.
+pub fn load_site() -> Result<SiteConfig> {
+    SiteConfig::load().context("loading the site config")
+}

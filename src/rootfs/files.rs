@@ -1,0 +1,72 @@
+//! Writing generated files (/etc/passwd, /etc/group) into the container's
+//! private root. The image is hostile: its /etc may be a symlink into a
+//! bind-mounted host directory, so the parent must resolve without symlinks
+//! and without leaving the root mount, and the file is replaced, never
+//! written through.
+
+use anyhow::{anyhow, bail, Result};
+use nix::errno::Errno;
+use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::{unlinkat, UnlinkatFlags};
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: no file name", path.display()))?;
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| anyhow!("opening /: {e}"))?;
+    // SAFETY: open just returned this fd and nothing else owns it.
+    let root = unsafe { OwnedFd::from_raw_fd(root) };
+    let rel = parent.strip_prefix("/").unwrap_or(parent);
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(
+            ResolveFlag::RESOLVE_IN_ROOT
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_XDEV,
+        );
+    let dir = match openat2(root.as_raw_fd(), rel, how) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| anyhow!("creating {}: {e}", parent.display()))?;
+            openat2(root.as_raw_fd(), rel, how).map_err(|e| anyhow!("{}: {e}", parent.display()))?
+        }
+        Err(e) => bail!(
+            "{}: not a plain directory of the image ({e}); cannot write {}",
+            parent.display(),
+            path.display()
+        ),
+    };
+    // SAFETY: openat2 just returned this fd and nothing else owns it.
+    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
+    match unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => {}
+        Err(e) => bail!("replacing {}: {e}", path.display()),
+    }
+    let fd = openat(
+        Some(dir.as_raw_fd()),
+        name,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .map_err(|e| anyhow!("creating {}: {e}", path.display()))?;
+    // SAFETY: openat just returned this fd and nothing else owns it.
+    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    f.write_all(data)
+        .map_err(|e| anyhow!("writing {}: {e}", path.display()))
+}
