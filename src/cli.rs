@@ -156,6 +156,23 @@ pub struct RunImageArgs {
     /// GPUs to show: all, none, or host indices like 0,2 (default: NVIDIA_VISIBLE_DEVICES, else all)
     #[arg(long, value_name = "all|none|LIST")]
     pub gpus: Option<String>,
+    /// Share one container with the other ranks on this node even when no
+    /// launcher is recognised (ranks under mpirun/srun join automatically)
+    #[arg(long, conflicts_with = "no_join")]
+    pub join: bool,
+    /// Run in a container of our own even under mpirun/srun
+    #[arg(long = "no-join")]
+    pub no_join: bool,
+    /// Group ranks by this tag instead of the launcher's job id
+    #[arg(long = "join-tag", value_name = "TAG")]
+    pub join_tag: Option<String>,
+    /// Seconds a rank waits for its node's container to be built
+    #[arg(long = "join-timeout", value_name = "SECS", default_value_t = 60)]
+    pub join_timeout: u64,
+    /// Write a JSON record of what defines this run (image and layer
+    /// digests, hpcc version, kernel, binds, devices, driver, env keys)
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// Image tar or OCI layout directory, optionally @REF or :TAG
     pub image: String,
     /// Command and arguments (after `--`, or directly after IMAGE); they

@@ -4,11 +4,13 @@
 
 use super::Ctx;
 use crate::cli::RunImageArgs;
+use crate::hpc::join::{self, JoinGroup, JoinRequest};
 use crate::hpc::{self, HpcOptions};
 use crate::image::cache::{Cache, UnpackOptions};
 use crate::image::ImageArg;
 use crate::spec::from_image::{spec_from_image, Caller, ImageRunOptions};
 use anyhow::{bail, Result};
+use std::collections::HashMap;
 
 pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
     let arg = ImageArg::parse(&a.image);
@@ -61,11 +63,63 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
     let merged = cache.mount_dir()?.join("merged");
     let spec = spec_from_image(&img.config, &img.rootfs, &opts, who, &plan)?;
     crate::spec::validate(&spec)?;
+    let group = join_group(a, &spec, &img.digest, who.uid)?;
+    if let Some(g) = &group {
+        crate::debug!(
+            "joining {} group @{} (local size {:?})",
+            g.launcher,
+            g.socket_name,
+            g.local_size
+        );
+    }
+    if let Some(path) = &a.record {
+        crate::hpc::record::write(path, &img, &plan, &spec, group.as_ref())?;
+    }
     crate::debug!(
         "running image {} from {}; devices: {:?}",
         img.digest,
         img.rootfs.display(),
         plan.devices.found
     );
-    match crate::launch::exec_in_place(&spec, &img.rootfs, &merged, &plan.files)? {}
+    let timeout = std::time::Duration::from_secs(a.join_timeout.max(1));
+    let join = group.as_ref().map(|g| (g, timeout));
+    match crate::launch::exec_in_place(&spec, &img.rootfs, &merged, &plan.files, join)? {}
+}
+
+/// The node-local group this rank shares a container with, if any.
+fn join_group(
+    a: &RunImageArgs,
+    spec: &oci_spec::runtime::Spec,
+    digest: &crate::image::digest::Digest,
+    uid: u32,
+) -> Result<Option<JoinGroup>> {
+    if a.pid {
+        return Ok(None);
+    }
+    let req = JoinRequest {
+        force: a.join,
+        disable: a.no_join,
+        tag: a.join_tag.clone(),
+    };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    // Everything that shapes the container; not the per-rank env or cwd.
+    let shape = serde_json::json!({
+        "image": digest.to_string(),
+        "root": spec.root(),
+        "mounts": spec.mounts(),
+        "linux": spec.linux(),
+        "user": spec.process().as_ref().map(|p| p.user()),
+    });
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ppid = nix::unistd::getppid().as_raw() as u32;
+    Ok(join::group(
+        &req,
+        &env,
+        ppid,
+        uid,
+        &host,
+        &shape.to_string(),
+    ))
 }

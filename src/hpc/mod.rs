@@ -6,6 +6,8 @@ pub mod binds;
 pub mod devices;
 pub mod env;
 pub mod identity;
+pub mod join;
+pub mod record;
 pub mod site;
 
 use anyhow::{Context, Result};

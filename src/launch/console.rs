@@ -2,11 +2,9 @@
 //! master goes to the caller over --console-socket with SCM_RIGHTS, which
 //! is what conmon and containerd's go-runc expect.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use nix::fcntl::OFlag;
 use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
-use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
@@ -66,34 +64,16 @@ fn bind_console(slave: &str) -> Result<()> {
 }
 
 pub fn send_fd(sock: &OwnedFd, fd: std::os::fd::BorrowedFd<'_>, name: &str) -> Result<()> {
-    let fds = [fd.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    let iov = [IoSlice::new(name.as_bytes())];
-    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
-        .map_err(|e| anyhow!("sending the pty master over the console socket: {e}"))?;
-    Ok(())
+    super::fdpass::send_fds(sock.as_fd(), &[fd], name.as_bytes())
+        .map_err(|e| anyhow!("sending the pty master over the console socket: {e}"))
 }
 
-/// Receives one fd sent with SCM_RIGHTS (the foreground `run` uses this on
-/// its own console socket).
+/// Receives the pty master (the foreground `run` uses this on its own
+/// console socket).
 pub fn recv_fd(sock: &OwnedFd) -> Result<OwnedFd> {
-    let mut buf = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| anyhow!("console socket: recvmsg: {e}"))?;
-    for c in msg.cmsgs().map_err(|e| anyhow!("console socket: {e}"))? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just installed this fd for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-    }
-    bail!("console socket: no file descriptor received")
+    let (fds, _) =
+        super::fdpass::recv_fds(sock.as_fd(), 1).map_err(|e| anyhow!("console socket: {e}"))?;
+    fds.into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("console socket: no file descriptor received"))
 }

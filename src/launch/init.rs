@@ -189,7 +189,16 @@ fn wait_for_start(listener: &UnixListener, lifeline: Option<&OwnedFd>) -> Option
     }
 }
 
+/// The whole container setup: build the container, then prepare the process.
 pub fn setup(cfg: &InitConfig) -> Result<Prepared> {
+    build_container(cfg)?;
+    prepare_process(cfg)
+}
+
+/// Everything shared by all processes of a container: the rootfs and its
+/// files, the terminal, hostname and sysctls. Ranks that join a node's
+/// container skip this; its builder did it once.
+pub fn build_container(cfg: &InitConfig) -> Result<()> {
     let spec = cfg.spec;
     let process = spec
         .process()
@@ -233,7 +242,17 @@ pub fn setup(cfg: &InitConfig) -> Result<Prepared> {
             write_sysctl(key, value)?;
         }
     }
-    rootfs::finalize(&plan)?;
+    rootfs::finalize(&plan)
+}
+
+/// What each process does for itself: limits, identity, capabilities,
+/// working directory, and finding its program.
+pub fn prepare_process(cfg: &InitConfig) -> Result<Prepared> {
+    let process = cfg
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| anyhow!("process is required"))?;
     if let Some(limits) = process.rlimits() {
         crate::security::rlimits::apply(limits)?;
     }

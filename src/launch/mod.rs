@@ -16,10 +16,12 @@
 pub mod channel;
 pub mod console;
 mod exec;
+pub mod fdpass;
 pub mod idmap;
 mod init;
 mod inplace;
 pub mod namespaces;
+pub mod rendezvous;
 pub mod supervise;
 
 use crate::cli::CreateOpts;

@@ -1,0 +1,61 @@
+//! `--record FILE`: what defines this run, so a result can be reproduced
+//! years later: image and layer digests, hpcc's version, the kernel, the
+//! binds and devices, the GPU driver, and the environment's keys (not its
+//! values, which may hold secrets).
+
+use super::join::JoinGroup;
+use super::HpcPlan;
+use crate::image::cache::CachedImage;
+use anyhow::{Context, Result};
+use oci_spec::runtime::Spec;
+use serde_json::json;
+use std::path::Path;
+
+fn gpu_driver_version() -> Option<String> {
+    if let Ok(v) = std::fs::read_to_string("/sys/module/nvidia/version") {
+        return Some(v.trim().to_string());
+    }
+    let text = std::fs::read_to_string("/proc/driver/nvidia/version").ok()?;
+    text.lines().next().map(|l| l.trim().to_string())
+}
+
+pub fn write(
+    path: &Path,
+    img: &CachedImage,
+    plan: &HpcPlan,
+    spec: &Spec,
+    group: Option<&JoinGroup>,
+) -> Result<()> {
+    let uts = nix::sys::utsname::uname().ok();
+    let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
+        uts.as_ref().map(|u| f(u).to_string_lossy().into_owned())
+    };
+    let process = spec.process().as_ref();
+    let mut env_keys: Vec<&str> = plan.env.iter().map(|(k, _)| k.as_str()).collect();
+    env_keys.sort_unstable();
+    let record = json!({
+        "recordVersion": 1,
+        "time": crate::timefmt::now(),
+        "hpcc": {"version": env!("CARGO_PKG_VERSION"), "commit": env!("HPCC_COMMIT")},
+        "image": {
+            "digest": img.digest.to_string(),
+            "layers": img.config.diff_ids(),
+            "architecture": img.config.architecture,
+        },
+        "host": {
+            "hostname": field(|u| u.nodename()),
+            "kernel": field(|u| u.release()),
+            "machine": field(|u| u.machine()),
+            "gpuDriver": gpu_driver_version(),
+        },
+        "user": {"uid": plan.identity.uid, "gid": plan.identity.gid, "name": plan.identity.name},
+        "command": process.and_then(|p| p.args().clone()),
+        "cwd": process.map(|p| p.cwd().display().to_string()),
+        "binds": plan.binds.iter().map(|b| json!({"source": b.src, "destination": b.dst, "readonly": b.readonly})).collect::<Vec<_>>(),
+        "devices": plan.devices.found,
+        "envKeys": env_keys,
+        "join": group.map(|g| json!({"launcher": g.launcher, "localSize": g.local_size})),
+    });
+    let text = serde_json::to_string_pretty(&record)? + "\n";
+    std::fs::write(path, text).with_context(|| format!("--record {}", path.display()))
+}
