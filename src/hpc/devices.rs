@@ -14,8 +14,9 @@ pub const GPU_BIN_DIR: &str = "/.hpcc/gpu/bin";
 pub const IB_LIB_DIR: &str = "/.hpcc/ib/lib";
 
 /// The NVIDIA driver's user-space libraries (the set Apptainer's
-/// nvliblist.conf binds), matched by name prefix against the ld.so cache.
-pub const NVIDIA_LIBRARIES: [&str; 34] = [
+/// nvliblist.conf binds, less the vendor-neutral OpenCL/GL loaders an image
+/// brings itself), matched by name prefix against the ld.so cache.
+pub const NVIDIA_LIBRARIES: [&str; 33] = [
     "libcuda.so",
     "libcudadebugger.so",
     "libnvidia-allocator.so",
@@ -47,7 +48,6 @@ pub const NVIDIA_LIBRARIES: [&str; 34] = [
     "libGLESv2_nvidia.so",
     "libGLESv1_CM_nvidia.so",
     "libvdpau_nvidia.so",
-    "libOpenCL.so",
     "libnvidia-ngx.so",
     "libnvidia-vksc-core.so",
 ];

@@ -2,6 +2,9 @@
 //! packed as docker-archive, oci-archive (gzip or zstd) or an OCI layout,
 //! with the digests a real engine would write.
 
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
