@@ -14,8 +14,12 @@ CARGO_FLAGS := --release --target $(TARGET)
 BIN     := target/$(TARGET)/release/hpcc
 # The unprivileged account `make test` uses for the rootless half when run as root.
 TEST_USER ?= hpcctest
+# The MPI test image (Debian 12 minbase + Open MPI + pingpong), built once by
+# root with debootstrap; the MPI tests skip (or fail under CI) without it.
+MPI_IMAGE := $(abspath target/hpcc-mpi/mpi.tar)
+export HPCC_MPI_IMAGE ?= $(MPI_IMAGE)
 
-.PHONY: all build install demo test unit runtime-tests runtime-tests-rootless lint clean FORCE
+.PHONY: all build install demo test unit runtime-tests runtime-tests-rootless lint clean mpi-image FORCE
 
 all: build
 
@@ -31,8 +35,13 @@ install: build
 demo: build
 	@sh integration/demo.sh $(abspath $(BIN))
 
-test: lint unit runtime-tests runtime-tests-rootless
+test: lint unit mpi-image runtime-tests runtime-tests-rootless
 	@echo "make test: all suites passed"
+
+# Needs root (debootstrap); as a user it is skipped and the MPI tests say so.
+mpi-image:
+	@if [ "$$(id -u)" = 0 ]; then mkdir -p $(dir $(MPI_IMAGE)) && sh integration/mpi/build-image.sh $(MPI_IMAGE); \
+	else echo "mpi-image: not root, not building $(MPI_IMAGE)"; fi
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -84,6 +84,12 @@ while IFS= read -r exe; do
     cp "$exe" "$WORK/bin/"
     chmod 755 "$WORK/bin/$(basename "$exe")"
 done <"$WORK/exes"
+# The MPI test image must be readable by the test user wherever the clone is.
+if [ -n "${HPCC_MPI_IMAGE:-}" ] && [ -f "$HPCC_MPI_IMAGE" ]; then
+    cp "$HPCC_MPI_IMAGE" "$WORK/bin/mpi.tar"
+    chmod 644 "$WORK/bin/mpi.tar"
+    HPCC_MPI_IMAGE=$WORK/bin/mpi.tar
+fi
 chown "$TEST_USER:" "$WORK/tmp" "$WORK/xdg"
 chmod 700 "$WORK/tmp" "$WORK/xdg"
 
@@ -96,6 +102,7 @@ while IFS= read -r exe; do
         env -i HOME="$USER_HOME" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
         XDG_RUNTIME_DIR="$WORK/xdg" TMPDIR="$WORK/tmp" HPCC_BIN="$WORK/bin/hpcc" \
         RUST_BACKTRACE="${RUST_BACKTRACE:-0}" ${HPCC_REQUIRE_CLIENTS:+HPCC_REQUIRE_CLIENTS=$HPCC_REQUIRE_CLIENTS} \
+        ${HPCC_MPI_IMAGE:+HPCC_MPI_IMAGE=$HPCC_MPI_IMAGE} \
         "$WORK/bin/$name" --test-threads=2) </dev/null; then
         failed="$failed $name"
     fi
