@@ -17,7 +17,9 @@ TEST_USER ?= hpcctest
 # The MPI test image (Debian 12 minbase + Open MPI + pingpong), built once by
 # root with debootstrap; the MPI tests skip (or fail under CI) without it.
 MPI_IMAGE := $(abspath target/hpcc-mpi/mpi.tar)
+MPICH_IMAGE := $(abspath target/hpcc-mpi/mpich.tar)
 export HPCC_MPI_IMAGE ?= $(MPI_IMAGE)
+export HPCC_MPICH_IMAGE ?= $(MPICH_IMAGE)
 
 .PHONY: all build install demo test unit runtime-tests runtime-tests-rootless lint clean mpi-image FORCE
 
@@ -40,8 +42,10 @@ test: lint unit mpi-image runtime-tests runtime-tests-rootless
 
 # Needs root (debootstrap); as a user it is skipped and the MPI tests say so.
 mpi-image:
-	@if [ "$$(id -u)" = 0 ]; then mkdir -p $(dir $(MPI_IMAGE)) && sh integration/mpi/build-image.sh $(MPI_IMAGE); \
-	else echo "mpi-image: not root, not building $(MPI_IMAGE)"; fi
+	@if [ "$$(id -u)" = 0 ]; then mkdir -p $(dir $(MPI_IMAGE)) && \
+		sh integration/mpi/build-image.sh $(MPI_IMAGE) openmpi && \
+		sh integration/mpi/build-image.sh $(MPICH_IMAGE) mpich; \
+	else echo "mpi-image: not root, not building $(MPI_IMAGE) and $(MPICH_IMAGE)"; fi
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -90,6 +90,11 @@ if [ -n "${HPCC_MPI_IMAGE:-}" ] && [ -f "$HPCC_MPI_IMAGE" ]; then
     chmod 644 "$WORK/bin/mpi.tar"
     HPCC_MPI_IMAGE=$WORK/bin/mpi.tar
 fi
+if [ -n "${HPCC_MPICH_IMAGE:-}" ] && [ -f "$HPCC_MPICH_IMAGE" ]; then
+    cp "$HPCC_MPICH_IMAGE" "$WORK/bin/mpich.tar"
+    chmod 644 "$WORK/bin/mpich.tar"
+    HPCC_MPICH_IMAGE=$WORK/bin/mpich.tar
+fi
 chown "$TEST_USER:" "$WORK/tmp" "$WORK/xdg"
 chmod 700 "$WORK/tmp" "$WORK/xdg"
 
@@ -102,7 +107,7 @@ while IFS= read -r exe; do
         env -i HOME="$USER_HOME" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
         XDG_RUNTIME_DIR="$WORK/xdg" TMPDIR="$WORK/tmp" HPCC_BIN="$WORK/bin/hpcc" \
         RUST_BACKTRACE="${RUST_BACKTRACE:-0}" ${HPCC_REQUIRE_CLIENTS:+HPCC_REQUIRE_CLIENTS=$HPCC_REQUIRE_CLIENTS} \
-        ${HPCC_MPI_IMAGE:+HPCC_MPI_IMAGE=$HPCC_MPI_IMAGE} \
+        ${HPCC_MPI_IMAGE:+HPCC_MPI_IMAGE=$HPCC_MPI_IMAGE} ${HPCC_MPICH_IMAGE:+HPCC_MPICH_IMAGE=$HPCC_MPICH_IMAGE} \
         "$WORK/bin/$name" --test-threads=2) </dev/null; then
         failed="$failed $name"
     fi

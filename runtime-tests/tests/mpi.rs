@@ -246,3 +246,49 @@ fn the_images_own_mpirun_runs_ranks_inside_one_container() {
     assert!(text(&out.stdout).contains("pingpong done ranks=2"));
     cleanup(&cache);
 }
+
+/// MPICH ranks in separate user namespaces fail in MPI_Init (UCX cannot
+/// open the other rank's shared memory); joined, they run.
+#[test]
+fn mpich_ranks_run_when_they_share_a_container() {
+    let image = std::env::var_os("HPCC_MPICH_IMAGE")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file());
+    let hydra = Command::new("mpirun.mpich")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let Some(image) = image.filter(|_| hydra) else {
+        let why =
+            "HPCC_MPICH_IMAGE (make mpi-image) or mpirun.mpich (apt-get install mpich) is missing";
+        assert!(std::env::var_os("HPCC_REQUIRE_CLIENTS").is_none(), "{why}");
+        eprintln!("SKIPPED: {why}");
+        return;
+    };
+    let cache = std::env::temp_dir().join(format!("hpcc-mpich-{}", std::process::id()));
+    let out = Command::new("mpirun.mpich")
+        .args([
+            "-np",
+            "2",
+            &hpcc(),
+            "run",
+            image.to_str().unwrap(),
+            "--",
+            "pingpong",
+            "10",
+        ])
+        .env("HPCC_CACHE_DIR", &cache)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .expect("mpirun.mpich");
+    let so = text(&out.stdout);
+    assert!(
+        out.status.success() && so.contains("pingpong done ranks=2"),
+        "{so}\n{}",
+        text(&out.stderr)
+    );
+    cleanup(&cache);
+}
