@@ -69,6 +69,11 @@ fn mpirun(cache: &PathBuf, args: &[&str]) -> Output {
     }
 }
 
+/// Prints the mount namespace and keeps it alive a moment, so the ranks'
+/// namespaces coexist: a freed namespace's inode number can be reused, and
+/// two ranks run one after the other could otherwise show the same id.
+const HOLD_NS: &str = "readlink /proc/self/ns/mnt; sleep 1";
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -95,16 +100,7 @@ fn ranks_share_one_container_and_pass_4mib_messages() {
     let h = hpcc();
     let out = mpirun(
         &cache,
-        &[
-            "-np",
-            "2",
-            &h,
-            "run",
-            img,
-            "--",
-            "readlink",
-            "/proc/self/ns/mnt",
-        ],
+        &["-np", "2", &h, "run", img, "--", "sh", "-c", HOLD_NS],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let ids: std::collections::BTreeSet<String> =
@@ -173,8 +169,9 @@ fn no_join_gives_each_rank_its_own_container() {
             "--no-join",
             image.to_str().unwrap(),
             "--",
-            "readlink",
-            "/proc/self/ns/mnt",
+            "sh",
+            "-c",
+            HOLD_NS,
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
