@@ -21,7 +21,7 @@ MPICH_IMAGE := $(abspath target/hpcc-mpi/mpich.tar)
 export HPCC_MPI_IMAGE ?= $(MPI_IMAGE)
 export HPCC_MPICH_IMAGE ?= $(MPICH_IMAGE)
 
-.PHONY: all build install demo test unit runtime-tests runtime-tests-rootless lint clean mpi-image FORCE
+.PHONY: all build install demo test unit runtime-tests runtime-tests-rootless lint clean mpi-image bench FORCE
 
 all: build
 
@@ -61,6 +61,10 @@ runtime-tests: build
 # The same conformance tests as an unprivileged user: rootless is the main case.
 runtime-tests-rootless: build
 	@sh integration/run-rootless.sh $(TEST_USER) $(abspath $(BIN)) "$(CARGO) test $(CARGO_FLAGS) -p runtime-tests"
+
+# Side-by-side performance against the peers; never part of make test.
+bench: build mpi-image
+	bash integration/bench/bench.sh $(abspath $(BIN)) $(MPI_IMAGE)
 
 clean:
 	$(CARGO) clean

@@ -27,7 +27,24 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes fd flags; no memory is touched.
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    Errno::result(r).map(drop)
+    match Errno::result(r) {
+        Ok(_) => Ok(()),
+        // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: flag each open fd.
+        Err(Errno::EINVAL) | Err(Errno::ENOSYS) => {
+            use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+            let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+                .map_err(|_| Errno::EBADF)?
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|fd: &i32| *fd >= first as i32)
+                .collect();
+            for fd in fds {
+                let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): gives the container a session

@@ -697,3 +697,107 @@ fn nothing_is_left_mounted_or_running() {
         "the overlay scratch stays empty on the host"
     );
 }
+
+#[test]
+fn an_oci_layer_must_match_the_configs_diff_id() {
+    // A forged image: the manifest's blob digests are right, but the config
+    // (the cache key) claims other layer contents. Accepting it would let
+    // it take the cache entry of the image whose config it copied.
+    let env = Env::new("forged");
+    let mut img = Image::new(vec![imagefix::base_layer()], "forged:1");
+    img.claimed_diff_ids = Some(vec![format!("sha256:{}", "0".repeat(64))]);
+    let p = env.dir.join("forged.tar");
+    imagefix::write_oci_archive(&p, &[&img], Compression::Gzip);
+    fails_with(
+        &env.run(&["run", p.to_str().unwrap(), "--", "/bin/true"]),
+        &["digest mismatch"],
+    );
+    assert!(env.image_dirs().is_empty() && env.tmp_entries().is_empty());
+}
+
+#[test]
+fn an_image_passwd_symlink_cannot_read_host_files() {
+    let env = Env::new("passwd-link");
+    let l = imagefix::layer(&[Entry::Symlink("etc/group".into(), "/etc/os-release".into())]);
+    let base = imagefix::layer(&[
+        Entry::Dir("bin", 0o755),
+        Entry::File("bin/busybox".into(), imagefix::busybox(), 0o755),
+        Entry::Symlink("bin/cat".into(), "busybox".into()),
+        Entry::Dir("etc", 0o755),
+        Entry::Symlink("etc/passwd".into(), "/etc/os-release".into()),
+    ]);
+    let p = env.dir.join("link.tar");
+    imagefix::write_docker_archive(&p, &[&Image::new(vec![base, l], "link:1")]);
+    let out = ok(&env.run(&[
+        "run",
+        p.to_str().unwrap(),
+        "--",
+        "/bin/cat",
+        "/etc/passwd",
+        "/etc/group",
+    ]));
+    assert!(
+        !out.contains("PRETTY_NAME") && !out.contains("ID="),
+        "host file leaked: {out}"
+    );
+}
+
+#[test]
+fn docker_archives_with_linked_layers_load() {
+    // docker save stores a layer two images share once and symlinks the
+    // second path to it.
+    let env = Env::new("linked");
+    let img = test_image();
+    let p = env.dir.join("plain.tar");
+    imagefix::write_docker_archive(&p, &[&img]);
+    // Rebuild the archive with the first layer moved and linked back.
+    let data = std::fs::read(&p).unwrap();
+    let mut out = tar::Builder::new(std::fs::File::create(env.dir.join("linked.tar")).unwrap());
+    for e in tar::Archive::new(&data[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        if name == "img0/l0/layer.tar" {
+            h.set_size(body.len() as u64);
+            out.append_data(&mut h, "shared/layer.tar", &body[..])
+                .unwrap();
+            let mut l = tar::Header::new_gnu();
+            l.set_entry_type(tar::EntryType::Symlink);
+            l.set_size(0);
+            out.append_link(&mut l, &name, "../../shared/layer.tar")
+                .unwrap();
+        } else {
+            h.set_size(body.len() as u64);
+            out.append_data(&mut h, &name, &body[..]).unwrap();
+        }
+    }
+    out.finish().unwrap();
+    drop(out);
+    let linked = env.dir.join("linked.tar");
+    assert_eq!(
+        ok(&env.run(&["run", linked.to_str().unwrap(), "--", "cat /data/old.txt"])),
+        "old\n"
+    );
+}
+
+#[test]
+fn root_containers_cannot_write_kernel_settings() {
+    let env = Env::new("rootsys");
+    let tar = docker_tar(&env);
+    let o = env.run(&[
+        "run",
+        tar.to_str().unwrap(),
+        "--",
+        "echo x > /proc/sys/kernel/domainname && echo wrote",
+    ]);
+    assert!(
+        !stdout(&o).contains("wrote"),
+        "a container changed the host's domainname"
+    );
+    if is_root() {
+        assert!(stderr(&o).contains("Read-only"), "{}", stderr(&o));
+    }
+}

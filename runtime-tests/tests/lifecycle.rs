@@ -908,3 +908,16 @@ fn global_flags_are_accepted() {
         json_log_lines(&out, &json_log);
     }
 }
+
+#[test]
+fn host_wide_sysctls_are_refused() {
+    let env = TestEnv::new("sysctl");
+    let mut bundle = env.bundle(&["true"]);
+    bundle.edit(|c| {
+        c["linux"]["sysctl"] = serde_json::json!({"kernel.core_pattern": "|/tmp/x"});
+    });
+    let id = env.id("sysctl");
+    env.hpcc(&["create", "--bundle", bundle.path(), &id])
+        .fails_with("not namespaced");
+    env.assert_clean(&id, None, &bundle);
+}

@@ -6,7 +6,7 @@ use crate::image::ImageArg;
 use anyhow::Result;
 
 pub fn list(a: &ImagesArgs) -> Result<i32> {
-    let cache = Cache::locate(None)?;
+    let cache = site_cache()?;
     let entries = cache.list()?;
     if a.format == ListFormat::Json {
         let v: Vec<_> = entries
@@ -51,7 +51,7 @@ pub fn list(a: &ImagesArgs) -> Result<i32> {
 }
 
 pub fn rmi(a: &RmiArgs) -> Result<i32> {
-    let cache = Cache::locate(None)?;
+    let cache = site_cache()?;
     for target in &a.images {
         let arg = ImageArg::parse(target);
         let key = if arg.path.exists() {
@@ -69,12 +69,18 @@ pub fn rmi(a: &RmiArgs) -> Result<i32> {
 }
 
 pub fn prune(a: &PruneArgs) -> Result<i32> {
-    let cache = Cache::locate(None)?;
+    let cache = site_cache()?;
     let (leftovers, refs, images) = cache.prune(a.all)?;
     println!(
         "removed {images} image(s), {leftovers} unfinished unpack(s), {refs} stale reference(s)"
     );
     Ok(0)
+}
+
+/// The cache `hpcc run` uses: the site config's cache_dir counts here too.
+fn site_cache() -> Result<Cache> {
+    let site = crate::hpc::load_site()?;
+    Cache::locate(site.cache_dir().as_deref())
 }
 
 fn human_size(n: u64) -> String {

@@ -77,6 +77,7 @@ impl StateStore {
             .mode(0o700)
             .create(&self.root)
             .with_context(|| format!("creating state root {}", self.root.display()))?;
+        check_private(&self.root)?;
         let dir = self.dir(id);
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => Ok(dir),
@@ -153,6 +154,28 @@ impl StateStore {
     }
 }
 
+/// A state root in a shared place (the /tmp fallback) must be ours alone:
+/// another user who made it first could forge state and have us signal
+/// their choice of process.
+fn check_private(root: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let shared = root
+        .parent()
+        .is_some_and(|p| p == Path::new("/tmp") || p == Path::new("/var/tmp"));
+    if !shared {
+        return Ok(());
+    }
+    let m = fs::symlink_metadata(root).with_context(|| format!("state root {}", root.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !m.is_dir() || m.uid() != me || m.mode() & 0o077 != 0 {
+        bail!(
+            "state root {} is not a private directory of uid {me}; remove it or set XDG_RUNTIME_DIR",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
 /// Writes `data` to a temporary file beside `path`, fsyncs it and renames it
 /// into place.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
@@ -160,18 +183,23 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
+    // An unguessable name, created exclusively and never through a
+    // symlink: the pid file may live in a directory others can write.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let tmp = parent.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{nonce:x}",
         name.to_string_lossy(),
         std::process::id()
     ));
     let result = (|| -> std::io::Result<()> {
         let mut f = fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
-            .custom_flags(libc::O_CLOEXEC)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;

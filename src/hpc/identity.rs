@@ -73,6 +73,11 @@ fn group_name(gid: u32) -> Option<String> {
     getent("group", gid).map(|f| f[0].clone())
 }
 
+/// An image's account database, read without following its symlinks out.
+pub fn image_file(rootfs: &Path, path: &str) -> String {
+    crate::rootfs::resolve::read_in_root(rootfs, Path::new(path), 1 << 20).unwrap_or_default()
+}
+
 fn has_id(text: &str, id: u32) -> bool {
     text.lines()
         .any(|l| l.split(':').nth(2).and_then(|f| f.parse::<u32>().ok()) == Some(id))
@@ -80,7 +85,7 @@ fn has_id(text: &str, id: u32) -> bool {
 
 /// The image's /etc/passwd with the user added (unless the image has the uid).
 pub fn passwd_file(rootfs: &Path, who: &Identity) -> Vec<u8> {
-    let mut text = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let mut text = image_file(rootfs, "/etc/passwd");
     if !has_id(&text, who.uid) {
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
@@ -103,7 +108,7 @@ pub fn passwd_file(rootfs: &Path, who: &Identity) -> Vec<u8> {
 
 /// The image's /etc/group with the user's primary group added.
 pub fn group_file(rootfs: &Path, who: &Identity) -> Vec<u8> {
-    let mut text = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    let mut text = image_file(rootfs, "/etc/group");
     if !has_id(&text, who.gid) {
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');

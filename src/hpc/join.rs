@@ -65,10 +65,11 @@ pub fn slurm_local_tasks(per_node: Option<&str>, node: Option<u32>) -> Option<u3
             ),
             None => (part.parse::<u32>().ok()?, 1),
         };
-        if node < index + times {
+        let end = index.checked_add(times)?;
+        if node < end {
             return Some(count);
         }
-        index += times;
+        index = end;
     }
     None
 }

@@ -13,7 +13,7 @@
 use super::apply::Applier;
 use super::config::ImageConfig;
 use super::digest::{Digest, HashingReader};
-use super::manifest::{self, Resolved, Verify};
+use super::manifest::{self, Resolved};
 use super::source::Source;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
@@ -217,25 +217,21 @@ impl Cache {
             .create(&rootfs)?;
         let privileged = nix::unistd::geteuid().is_root() && crate::launch::in_initial_userns();
         let mut applier = Applier::new(&rootfs, privileged)?;
-        let total: u64 = r.layers.iter().map(|l| l.size).sum();
+        let total: u64 = r.layers.iter().fold(0u64, |t, l| t.saturating_add(l.size));
         let progress = super::progress::Progress::new(total, opts.quiet, &src.describe());
         for (i, layer) in r.layers.iter().enumerate() {
             let what = format!("{}: layer {} ({})", src.describe(), i + 1, layer.name);
             let (raw, _) = src.open_member(&layer.name).with_context(|| what.clone())?;
             let raw = progress.wrap(raw);
-            match &layer.verify {
-                Verify::Blob(expected) => {
-                    let hashed = HashingReader::new(raw);
-                    let decoded = decompress(hashed).with_context(|| what.clone())?;
-                    let decoded = applier.apply_layer(decoded).with_context(|| what.clone())?;
-                    decoded.into_inner_hashing().finish(expected, &what)?;
-                }
-                Verify::DiffId(expected) => {
-                    let decoded = decompress(raw).with_context(|| what.clone())?;
-                    let hashed = HashingReader::new(decoded);
-                    let hashed = applier.apply_layer(hashed).with_context(|| what.clone())?;
-                    hashed.finish(expected, &what)?;
-                }
+            // blob hash (OCI only) → decompress → diff_id hash → apply
+            let blob = HashingReader::maybe(raw, layer.blob.is_some());
+            let tar_stream = HashingReader::new(decompress(blob).with_context(|| what.clone())?);
+            let tar_stream = applier
+                .apply_layer(tar_stream)
+                .with_context(|| what.clone())?;
+            let decoded = tar_stream.finish_inner(&layer.diff_id, &what)?;
+            if let Some(expected) = &layer.blob {
+                decoded.into_inner_hashing().finish(expected, &what)?;
             }
         }
         applier.finish()?;
@@ -295,6 +291,18 @@ impl Cache {
         Ok(Flock::lock(f, FlockArg::LockExclusiveNonblock).ok())
     }
 
+    /// Removes an image: first renamed into tmp/ (one atomic step, after
+    /// which no run can find it), then deleted, so a removal that is killed
+    /// half-way leaves only garbage that prune clears, never a half image.
+    fn retire(&self, d: &Digest) -> Result<()> {
+        let tmp = self
+            .sub("tmp")?
+            .join(format!("{}.{}.retired", d.hex(), std::process::id()));
+        let dir = self.image_dir(d);
+        fs::rename(&dir, &tmp).with_context(|| format!("removing {}", dir.display()))?;
+        remove_tree(&tmp).with_context(|| format!("removing {}", tmp.display()))
+    }
+
     /// Every complete image with its metadata and last use.
     pub fn list(&self) -> Result<Vec<(Meta, Option<std::time::SystemTime>)>> {
         let mut out = Vec::new();
@@ -340,7 +348,7 @@ impl Cache {
         let _lock = self
             .try_lock(d.hex())?
             .ok_or_else(|| anyhow!("image {} is being unpacked right now", d.short()))?;
-        remove_tree(&self.image_dir(&d))?;
+        self.retire(&d)?;
         self.drop_refs(|r| r.digest == m.digest)?;
         Ok(d)
     }
@@ -397,7 +405,7 @@ impl Cache {
             }
             let d = Digest::parse(&m.digest)?;
             if let Some(_lock) = self.try_lock(d.hex())? {
-                remove_tree(&self.image_dir(&d))?;
+                self.retire(&d)?;
                 images += 1;
             }
         }

@@ -62,15 +62,21 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// digest once the stream is exhausted.
 pub struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    /// None: a pass-through, for a stream with nothing to check.
+    hasher: Option<Sha256>,
     bytes: u64,
 }
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
+        HashingReader::maybe(inner, true)
+    }
+
+    /// Hashes only when `enabled`; otherwise passes bytes through at no cost.
+    pub fn maybe(inner: R, enabled: bool) -> Self {
         HashingReader {
             inner,
-            hasher: Sha256::new(),
+            hasher: enabled.then(Sha256::new),
             bytes: 0,
         }
     }
@@ -79,20 +85,37 @@ impl<R: Read> HashingReader<R> {
     /// checks the digest. `what` names the blob in the error.
     pub fn finish(mut self, expected: &Digest, what: &str) -> Result<u64> {
         io::copy(&mut self, &mut io::sink())?;
+        let bytes = self.bytes;
+        self.finish_inner(expected, what)?;
+        Ok(bytes)
+    }
+
+    /// Like `finish`, and hands back the reader underneath.
+    pub fn finish_inner(mut self, expected: &Digest, what: &str) -> Result<R> {
+        io::copy(&mut self, &mut io::sink())?;
+        let Some(hasher) = self.hasher else {
+            bail!("{what}: internal: no digest was computed");
+        };
         let got = Digest {
-            hex: to_hex(&self.hasher.finalize()),
+            hex: to_hex(&hasher.finalize()),
         };
         if &got != expected {
             bail!("{what}: digest mismatch: expected {expected}, got {got} (the image is damaged or was tampered with)");
         }
-        Ok(self.bytes)
+        Ok(self.inner)
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
     }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.bytes += n as u64;
         Ok(n)
     }

@@ -7,20 +7,31 @@ use super::source::Source;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
-/// How a layer's bytes are checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verify {
-    /// OCI: the blob as stored (possibly compressed).
-    Blob(Digest),
-    /// docker-archive: the uncompressed tar, against the config's diff_ids.
-    DiffId(Digest),
-}
-
+/// A layer and the digests its bytes must have. The uncompressed tar is
+/// always checked against the config's diff_id, so the config digest (the
+/// cache key) pins the content whatever the archive's format; OCI blobs
+/// are also checked as stored.
 #[derive(Debug, Clone)]
 pub struct Layer {
     pub name: String,
     pub size: u64,
-    pub verify: Verify,
+    pub blob: Option<Digest>,
+    pub diff_id: Digest,
+}
+
+/// The config's diff_ids, one per layer.
+fn diff_ids(src: &Source, config: &ImageConfig, layers: usize) -> Result<Vec<Digest>> {
+    let ids = config.diff_ids();
+    if ids.len() != layers {
+        bail!(
+            "{}: the manifest lists {layers} layers but the config has {} diff_ids",
+            src.describe(),
+            ids.len()
+        );
+    }
+    ids.iter()
+        .map(|id| Digest::parse(id).with_context(|| format!("{}: config diff_id", src.describe())))
+        .collect()
 }
 
 #[derive(Debug)]
@@ -200,15 +211,18 @@ fn resolve_oci(src: &Source, want: Option<&str>) -> Result<Resolved> {
     let config_digest = Digest::parse(&manifest.config.digest).context("manifest config")?;
     let config_data = read_verified(src, &manifest.config.digest, "config")?;
     let config: ImageConfig = parse_json(src, "config", &config_data)?;
+    let ids = diff_ids(src, &config, manifest.layers.len())?;
     let layers = manifest
         .layers
         .iter()
-        .map(|l| {
+        .zip(ids)
+        .map(|(l, diff_id)| {
             let d = Digest::parse(&l.digest).context("manifest layer")?;
             Ok(Layer {
                 name: blob_name(&d),
                 size: l.size,
-                verify: Verify::Blob(d),
+                blob: Some(d),
+                diff_id,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -275,27 +289,18 @@ fn resolve_docker(src: &Source, want: Option<&str>) -> Result<Resolved> {
         }
     }
     let config: ImageConfig = parse_json(src, &entry.config, &config_data)?;
-    let diff_ids = config.diff_ids();
-    if diff_ids.len() != entry.layers.len() {
-        bail!(
-            "{}: manifest.json lists {} layers but the config has {} diff_ids",
-            src.describe(),
-            entry.layers.len(),
-            diff_ids.len()
-        );
-    }
+    let ids = diff_ids(src, &config, entry.layers.len())?;
     let layers = entry
         .layers
         .iter()
-        .zip(diff_ids)
-        .map(|(name, id)| {
-            let d =
-                Digest::parse(id).with_context(|| format!("{}: config diff_id", src.describe()))?;
+        .zip(ids)
+        .map(|(name, diff_id)| {
             let (_, size) = src.open_member(name)?;
             Ok(Layer {
                 name: name.clone(),
                 size,
-                verify: Verify::DiffId(d),
+                blob: None,
+                diff_id,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -121,7 +121,7 @@ impl Source {
                 let r = SliceReader {
                     file: file.clone(),
                     pos: off,
-                    end: off + size,
+                    end: off.saturating_add(size),
                 };
                 Ok((Box::new(r), size))
             }
@@ -152,16 +152,50 @@ impl Source {
 }
 
 /// Member name → (data offset, size), from one pass over the headers.
+/// `docker save` stores a layer shared by two images once and links the
+/// other path to it; links become aliases of their target.
 fn index_tar(file: &File) -> Result<HashMap<String, (u64, u64)>> {
     let mut archive = tar::Archive::new(file);
     let mut members = HashMap::new();
+    let mut links: Vec<(String, String)> = Vec::new();
     for entry in archive.entries_with_seek()? {
         let entry = entry?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
+        let kind = entry.header().entry_type();
         let name = normalize(&entry.path()?.to_string_lossy());
-        members.insert(name, (entry.raw_file_position(), entry.size()));
+        if kind.is_file() {
+            members.insert(name, (entry.raw_file_position(), entry.size()));
+        } else if kind.is_symlink() || kind.is_hard_link() {
+            if let Some(target) = entry.link_name()? {
+                let target = target.to_string_lossy().into_owned();
+                // A symlink's target is relative to its own directory.
+                let full = match (kind.is_symlink(), name.rsplit_once('/')) {
+                    (true, Some((dir, _))) if !target.starts_with('/') => format!("{dir}/{target}"),
+                    _ => target,
+                };
+                links.push((name, full));
+            }
+        }
+    }
+    for (name, target) in links {
+        if let Some(t) = collapse(&target).and_then(|t| members.get(&t).copied()) {
+            members.entry(name).or_insert(t);
+        }
     }
     Ok(members)
+}
+
+/// "a/b/../c" → "a/c"; None if it climbs above the archive's top.
+fn collapse(path: &str) -> Option<String> {
+    let norm = normalize(path);
+    let mut out: Vec<&str> = Vec::new();
+    for c in norm.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop()?;
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out.join("/"))
 }

@@ -282,7 +282,10 @@ pub fn prepare_process(cfg: &InitConfig) -> Result<Prepared> {
         .ok_or_else(|| anyhow!("process.args is empty"))?;
     let path = super::find_executable(arg0, &env)?;
     if let Some(keep) = cfg.preserve_fds {
-        crate::sys::cloexec_from(3 + keep).map_err(|e| anyhow!("close_range: {e}"))?;
+        let first = keep
+            .checked_add(3)
+            .ok_or_else(|| anyhow!("--preserve-fds {keep} is too large"))?;
+        crate::sys::cloexec_from(first).map_err(|e| anyhow!("close_range: {e}"))?;
     }
     crate::sys::reset_signal_dispositions();
     Ok(Prepared {

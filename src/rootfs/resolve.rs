@@ -26,6 +26,34 @@ pub fn open_in_root(root: &OwnedFd, path: &Path) -> nix::Result<OwnedFd> {
     openat2(root.as_raw_fd(), &rel, how(OFlag::O_PATH)).map(owned)
 }
 
+/// Reads a small regular file of an image, e.g. its /etc/passwd, resolving
+/// the path inside `root` so a symlink in the image cannot make us read a
+/// host file. None when it is missing, not a regular file, or too large.
+pub fn read_in_root(root: &Path, path: &Path, max: u64) -> Option<String> {
+    use std::io::Read;
+    let dir = nix::fcntl::open(
+        root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    let dir = owned(dir);
+    let fd = openat2(
+        dir.as_raw_fd(),
+        &relative(path),
+        how(OFlag::O_RDONLY | OFlag::O_NONBLOCK),
+    )
+    .ok()?;
+    let file = std::fs::File::from(owned(fd));
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > max {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(max).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
 /// The `/proc/self/fd/N` name of an fd, for syscalls that take a path.
 pub fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))

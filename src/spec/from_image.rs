@@ -140,6 +140,11 @@ pub fn spec_from_image(
         json!({"bounding": list, "effective": list, "permitted": list})
     };
     let mut linux = json!({"namespaces": namespaces});
+    if !who.rootless {
+        // As for an OCI bundle: host root must not reach the kernel's knobs.
+        linux["maskedPaths"] = json!(crate::spec::MASKED_PATHS);
+        linux["readonlyPaths"] = json!(crate::spec::READONLY_PATHS);
+    }
     if who.rootless {
         linux["uidMappings"] =
             json!([{"containerID": hpc.inside_uid, "hostID": who.uid, "size": 1}]);
@@ -184,9 +189,15 @@ fn base_mounts(pid_namespace: bool, rootless: bool) -> Vec<Value> {
     if !rootless {
         pts.push("gid=5");
     }
+    // Real root with no user namespace could reconfigure the host through
+    // /sys; a user namespace already stops that for everyone else.
+    let mut sys = vec!["rbind", "nosuid", "noexec", "nodev"];
+    if !rootless {
+        sys.push("rro");
+    }
     vec![
         proc_mount,
-        json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": sys}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": pts}),
     ]
@@ -202,7 +213,7 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32)> {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let passwd = crate::hpc::identity::image_file(rootfs, "/etc/passwd");
     let (uid, primary) = match u.parse::<u32>() {
         Ok(n) => (
             n,
@@ -225,7 +236,7 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32)> {
         Some(g) => match g.parse::<u32>() {
             Ok(n) => n,
             Err(_) => {
-                let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+                let group = crate::hpc::identity::image_file(rootfs, "/etc/group");
                 let f = lookup(&group, |f| f[0] == g).ok_or_else(|| {
                     anyhow!("image USER group {g:?} is not in the image's /etc/group")
                 })?;

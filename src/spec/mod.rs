@@ -4,7 +4,7 @@ pub mod from_image;
 mod template;
 mod validate;
 
-pub use template::{default_spec, make_rootless};
+pub use template::{default_spec, make_rootless, MASKED_PATHS, READONLY_PATHS};
 pub use validate::{check_version, validate};
 
 use anyhow::{anyhow, Context, Result};

@@ -75,6 +75,11 @@ pub fn validate(spec: &Spec) -> Result<()> {
             }
         }
     }
+    if let Some(sysctl) = linux.sysctl() {
+        for key in sysctl.keys() {
+            check_sysctl(key, &seen)?;
+        }
+    }
     if linux.seccomp().is_some() {
         bail!("config.json: linux.seccomp is not implemented yet; remove it to run this bundle");
     }
@@ -89,9 +94,51 @@ pub fn validate(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// runc's rule: only sysctls that belong to one of the container's own
+/// namespaces may be set; anything else would change the host.
+pub fn check_sysctl(key: &str, namespaces: &[LinuxNamespaceType]) -> Result<()> {
+    let k = key.replace('/', ".");
+    let has = |t| namespaces.contains(&t);
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let (needed, name) = if IPC.contains(&k.as_str()) || k.starts_with("fs.mqueue.") {
+        (LinuxNamespaceType::Ipc, "ipc")
+    } else if k == "kernel.hostname" || k == "kernel.domainname" {
+        (LinuxNamespaceType::Uts, "uts")
+    } else if k.starts_with("net.") {
+        (LinuxNamespaceType::Network, "network")
+    } else {
+        bail!("linux.sysctl: {key} is not namespaced; setting it would change the host");
+    };
+    if !has(needed) {
+        bail!("linux.sysctl: {key} needs the container to have its own {name} namespace");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sysctls_must_be_namespaced() {
+        use LinuxNamespaceType as T;
+        assert!(check_sysctl("net.ipv4.ip_forward", &[T::Network]).is_ok());
+        assert!(check_sysctl("net/ipv4/ip_forward", &[T::Network]).is_ok());
+        assert!(check_sysctl("net.ipv4.ip_forward", &[T::Ipc]).is_err());
+        assert!(check_sysctl("kernel.shmmax", &[T::Ipc]).is_ok());
+        assert!(check_sysctl("fs.mqueue.msg_max", &[T::Ipc]).is_ok());
+        let e = check_sysctl("kernel.core_pattern", &[T::Ipc, T::Network, T::Uts]).unwrap_err();
+        assert!(e.to_string().contains("not namespaced"));
+    }
 
     #[test]
     fn versions() {

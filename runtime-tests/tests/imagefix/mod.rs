@@ -123,6 +123,8 @@ pub struct Image {
     pub layers: Vec<Vec<u8>>,
     pub config: serde_json::Value,
     pub tag: String,
+    /// Diff ids to claim instead of the true ones (a forged config).
+    pub claimed_diff_ids: Option<Vec<String>>,
 }
 
 impl Image {
@@ -134,6 +136,7 @@ impl Image {
                 "config": {"Env": ["PATH=/bin", "GREETING=hello"], "Cmd": ["/bin/sh"]}
             }),
             tag: tag.to_string(),
+            claimed_diff_ids: None,
         }
     }
 
@@ -144,11 +147,14 @@ impl Image {
 
     fn config_bytes(&self) -> Vec<u8> {
         let mut c = self.config.clone();
-        let ids: Vec<String> = self
-            .layers
-            .iter()
-            .map(|l| format!("sha256:{}", sha256_hex(l)))
-            .collect();
+        let ids: Vec<String> = match &self.claimed_diff_ids {
+            Some(ids) => ids.clone(),
+            None => self
+                .layers
+                .iter()
+                .map(|l| format!("sha256:{}", sha256_hex(l)))
+                .collect(),
+        };
         c["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": ids});
         serde_json::to_vec(&c).unwrap()
     }

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# make bench: hpcc side by side with its peers, in one run, on this machine.
+# Every case is timed with hyperfine (warm-ups, several runs, min/median);
+# ratios are computed from the same run. Results: a table on stdout and
+# bench/results.json. Run as root (it installs what it needs and runs the
+# rootless cases as $TEST_USER) or as a user who has the tools.
+#
+# Usage: bench.sh HPCC_BINARY MPI_IMAGE_TAR
+set -euo pipefail
+HPCC_SRC=$(readlink -f "${1:?usage: bench.sh HPCC_BINARY MPI_IMAGE}")
+MPI_SRC=$(readlink -f "${2:?usage: bench.sh HPCC_BINARY MPI_IMAGE}")
+HERE=$(cd "$(dirname "$0")" && pwd)
+TOP=$(cd "$HERE/../.." && pwd)
+TEST_USER=${TEST_USER:-hpcctest}
+RUNS=${BENCH_RUNS:-20}
+
+if [ "$(id -u)" = 0 ]; then
+    need=""
+    for t in hyperfine:hyperfine ch-run:charliecloud crun:crun runc:runc umoci:umoci strace:strace \
+        mpirun:openmpi-bin python3:python3 busybox:busybox-static setpriv:util-linux; do
+        command -v "${t%%:*}" >/dev/null || need="$need ${t##*:}"
+    done
+    if [ -n "$need" ]; then
+        echo "bench: installing$need"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y $need >/dev/null
+    fi
+    id -u "$TEST_USER" >/dev/null 2>&1 || useradd -m "$TEST_USER"
+    AS=(setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin
+        HOME="$(getent passwd "$TEST_USER" | cut -d: -f6)" USER="$TEST_USER")
+else
+    AS=(env)
+fi
+
+W=$(mktemp -d /tmp/hpcc-bench.XXXXXX)
+chmod 755 "$W"
+cleanup() { chmod -R u+rwX "$W" 2>/dev/null; rm -rf "$W"; }
+trap cleanup EXIT
+mkdir -p "$W/out"
+chmod 777 "$W/out"
+cp "$HPCC_SRC" "$W/hpcc"
+cp "$MPI_SRC" "$W/mpi.tar"
+H=$W/hpcc
+
+# --- fixtures ---------------------------------------------------------------
+# busybox image (docker-archive) and the same tree as a directory for ch-run.
+mkdir -p "$W/bb/bin" "$W/bb/etc" "$W/bb/dev" "$W/bb/proc" "$W/bb/sys" "$W/bb/tmp" "$W/bb/home"
+cp /bin/busybox "$W/bb/bin/busybox"
+for a in sh true; do ln -s busybox "$W/bb/bin/$a"; done
+echo "root:x:0:0:root:/root:/bin/sh" >"$W/bb/etc/passwd"
+echo "root:x:0:" >"$W/bb/etc/group"
+touch "$W/bb/etc/hosts" "$W/bb/etc/resolv.conf"
+pack_image() { # DIR OUT.tar TAG
+    local d=$1 out=$2 tag=$3 t
+    t=$(mktemp -d "$W/pack.XXXXXX")
+    tar -C "$d" --numeric-owner -cf "$t/layer.tar" .
+    local ls cs
+    ls=$(sha256sum "$t/layer.tar" | cut -d' ' -f1)
+    printf '{"architecture":"%s","os":"linux","config":{"Env":["PATH=/usr/local/bin:/usr/bin:/bin"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+        "$(dpkg --print-architecture 2>/dev/null || echo amd64)" "$ls" >"$t/c.json"
+    cs=$(sha256sum "$t/c.json" | cut -d' ' -f1)
+    mv "$t/c.json" "$t/$cs.json"
+    printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["layer.tar"]}]' "$cs" "$tag" >"$t/manifest.json"
+    tar -C "$t" -cf "$out" manifest.json "$cs.json" layer.tar
+    rm -rf "$t"
+}
+pack_image "$W/bb" "$W/bb.tar" bench-busybox:1
+# The MPI image's layer, gzipped, as an OCI layout (for umoci) and archive
+# (for hpcc), plus the bare .tar.gz (for GNU tar).
+mkdir -p "$W/mpi-x" "$W/layout/blobs/sha256"
+tar -C "$W/mpi-x" -xf "$W/mpi.tar"
+layer=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))[0]['Layers'][0])" "$W/mpi-x/manifest.json")
+gzip -1 -c "$W/mpi-x/$layer" >"$W/layer.tar.gz"
+MPI_BYTES=$(stat -c %s "$W/mpi-x/$layer")
+MPI_FILES=$(tar -tf "$W/mpi-x/$layer" | wc -l)
+python3 "$HERE/oci_from_layer.py" "$W/layer.tar.gz" "$W/mpi-x" "$W/layout" "$W/mpi-gz.tar"
+rm -rf "$W/mpi-x"
+chmod -R a+rX "$W"
+# The rootless cases write their caches and unpacks here.
+[ "$(id -u)" = 0 ] && chown -R "$TEST_USER" "$W"
+
+run_as() { "${AS[@]}" "$@"; }
+hf() { # NAME hyperfine-args...
+    local name=$1; shift
+    echo "== $name"
+    run_as hyperfine -N --style basic --export-json "$W/out/$name.json" "$@" 2>&1 | grep -E 'Benchmark|Time|Range' || true
+}
+
+# 1. Warm start, unprivileged.
+run_as env HPCC_CACHE_DIR="$W/cache" "$H" run -q "$W/bb.tar" -- true
+run_as env HPCC_CACHE_DIR="$W/cache" "$H" run -q "$W/mpi.tar" -- true
+hf warm_start -w 5 -r "$RUNS" \
+    -n hpcc "env HPCC_CACHE_DIR=$W/cache $H run $W/bb.tar -- true" \
+    -n ch-run "ch-run $W/bb -- /bin/true" \
+    -n unshare "unshare -Urm true" \
+    -n hpcc-mpi-image "env HPCC_CACHE_DIR=$W/cache $H run $W/mpi.tar -- true"
+
+# 2. OCI lifecycle, root: run and create+start+delete against runc and crun
+#    (crun needs the hybrid-cgroup wrapper on these hosts; its cost is measured too).
+if [ "$(id -u)" = 0 ]; then
+    B=$W/bundle
+    mkdir -p "$B"
+    cp -a "$W/bb" "$B/rootfs"
+    (cd "$B" && "$H" spec && sed -i -e 's/"terminal": true/"terminal": false/' -e 's#^\( *\)"sh"$#\1"true"#' config.json)
+    python3 - "$B/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p))
+c["ociVersion"] = "1.0.2"          # crun 1.8 refuses 1.2
+c["linux"].pop("resources", None)   # keep cgroup setup out of the comparison
+json.dump(c, open(p, "w"), indent=1)
+PY
+    cat >"$W/crun-wrap" <<'SH'
+#!/bin/sh
+exec unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec crun "$@"' crun "$@"
+SH
+    chmod 755 "$W/crun-wrap"
+    lifecycle() { echo "$1 --root $W/st-$2 create -b $B c && $1 --root $W/st-$2 start c && $1 --root $W/st-$2 delete -f c"; }
+    hf oci_run -w 3 -r "$RUNS" \
+        -n hpcc "$H --root $W/st-h run -b $B c" \
+        -n runc "runc --root $W/st-r run -b $B c" \
+        -n crun "$W/crun-wrap --root $W/st-c run -b $B c" \
+        -n crun-wrapper-only "unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec true'"
+    hf oci_lifecycle -w 3 -r "$RUNS" \
+        -n hpcc "sh -c '$(lifecycle "$H" h)'" \
+        -n runc "sh -c '$(lifecycle runc r)'" \
+        -n crun "sh -c '$(lifecycle "$W/crun-wrap" c)'"
+fi
+
+# 3. Cold unpack of the MPI image (gzip layer): hpcc, GNU tar -xzf, umoci.
+hf cold_unpack -w 1 -r 5 \
+    --prepare "sh -c 'chmod -R u+rwX $W/cold 2>/dev/null; rm -rf $W/cold; mkdir -p $W/cold'" \
+    -n hpcc "env HPCC_CACHE_DIR=$W/cold $H run -q $W/mpi-gz.tar -- true" \
+    -n tar "tar -C $W/cold -xzf $W/layer.tar.gz" \
+    -n umoci "umoci unpack --rootless --image $W/layout:bench $W/cold/bundle"
+# Peak RSS of each unpacker (one run each).
+rss() { run_as sh -c "chmod -R u+rwX $W/cold 2>/dev/null; rm -rf $W/cold; mkdir -p $W/cold; /usr/bin/time -f %M $* >/dev/null 2>$W/out/rss.tmp; tail -1 $W/out/rss.tmp"; }
+echo "{\"hpcc\": $(rss env HPCC_CACHE_DIR=$W/cold "$H" run -q "$W/mpi-gz.tar" -- true), \"tar\": $(rss tar -C "$W/cold" -xzf "$W/layer.tar.gz"), \"umoci\": $(rss umoci unpack --rootless --image "$W/layout:bench" "$W/cold/bundle")}" >"$W/out/rss.json"
+
+# 4. Concurrent cold starts of one image: N ranks at once, one unpack.
+cat >"$W/ranks" <<SH
+#!/bin/sh
+n=\$1; i=0
+while [ \$i -lt \$n ]; do HPCC_CACHE_DIR=$W/conc $H run -q $W/mpi-gz.tar -- true & i=\$((i+1)); done
+wait
+SH
+chmod 755 "$W/ranks"
+hf concurrent -w 1 -r 3 --prepare "sh -c 'chmod -R u+rwX $W/conc 2>/dev/null; rm -rf $W/conc'" \
+    -n N1 "$W/ranks 1" -n N2 "$W/ranks 2" -n N4 "$W/ranks 4" -n N8 "$W/ranks 8" -n N16 "$W/ranks 16"
+
+# 5. MPI ping-pong, native against hpcc, the same binary.
+tar -xOf "$W/mpi.tar" "$(tar -tf "$W/mpi.tar" | grep layer.tar | head -1)" ./usr/local/bin/pingpong >"$W/pingpong"
+chmod 755 "$W/pingpong"
+for i in 1 2 3; do
+    run_as mpirun -np 2 "$W/pingpong" 200 >>"$W/out/pp-native.txt" 2>/dev/null
+    run_as env HPCC_CACHE_DIR="$W/cache" mpirun -np 2 "$H" run "$W/mpi.tar" -- pingpong 200 >>"$W/out/pp-hpcc.txt" 2>/dev/null
+done
+
+# 6. Binary size and startup syscalls of a warm start.
+run_as env HPCC_CACHE_DIR="$W/cache" strace -f -c -o "$W/out/strace-hpcc.txt" "$H" run "$W/bb.tar" -- true
+run_as strace -f -c -o "$W/out/strace-chrun.txt" ch-run "$W/bb" -- /bin/true
+stat -c %s "$H" >"$W/out/size-hpcc.txt"
+stat -c %s "$(command -v ch-run)" >"$W/out/size-chrun.txt"
+
+mkdir -p "$TOP/bench"
+python3 "$HERE/report.py" "$W/out" "$TOP/bench/results.json" "$MPI_BYTES" "$MPI_FILES"
