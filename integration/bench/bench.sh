@@ -79,10 +79,15 @@ chmod -R a+rX "$W"
 [ "$(id -u)" = 0 ] && chown -R "$TEST_USER" "$W"
 
 run_as() { "${AS[@]}" "$@"; }
-hf() { # NAME hyperfine-args...
+hf() { # NAME hyperfine-args...   (as the unprivileged user)
     local name=$1; shift
     echo "== $name"
-    run_as hyperfine -N --style basic --export-json "$W/out/$name.json" "$@" 2>&1 | grep -E 'Benchmark|Time|Range' || true
+    run_as hyperfine -N --style basic --export-json "$W/out/$name.json" "$@" 2>&1 | grep -E 'Benchmark|Time|Range|rror' || true
+}
+hf_root() { # NAME hyperfine-args...   (as root, for the OCI runtimes)
+    local name=$1; shift
+    echo "== $name"
+    hyperfine -N --style basic --export-json "$W/out/$name.json" "$@" 2>&1 | grep -E 'Benchmark|Time|Range|rror' || true
 }
 
 # 1. Warm start, unprivileged.
@@ -114,19 +119,19 @@ exec unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec crun "$@"
 SH
     chmod 755 "$W/crun-wrap"
     lifecycle() { echo "$1 --root $W/st-$2 create -b $B c && $1 --root $W/st-$2 start c && $1 --root $W/st-$2 delete -f c"; }
-    hf oci_run -w 3 -r "$RUNS" \
+    hf_root oci_run -w 3 -r "$RUNS" \
         -n hpcc "$H --root $W/st-h run -b $B c" \
         -n runc "runc --root $W/st-r run -b $B c" \
         -n crun "$W/crun-wrap --root $W/st-c run -b $B c" \
         -n crun-wrapper-only "unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec true'"
-    hf oci_lifecycle -w 3 -r "$RUNS" \
+    hf_root oci_lifecycle -w 3 -r "$RUNS" \
         -n hpcc "sh -c '$(lifecycle "$H" h)'" \
         -n runc "sh -c '$(lifecycle runc r)'" \
         -n crun "sh -c '$(lifecycle "$W/crun-wrap" c)'"
 fi
 
 # 3. Cold unpack of the MPI image (gzip layer): hpcc, GNU tar -xzf, umoci.
-hf cold_unpack -w 1 -r 5 \
+hf cold_unpack -w 1 -r 3 \
     --prepare "sh -c 'chmod -R u+rwX $W/cold 2>/dev/null; rm -rf $W/cold; mkdir -p $W/cold'" \
     -n hpcc "env HPCC_CACHE_DIR=$W/cold $H run -q $W/mpi-gz.tar -- true" \
     -n tar "tar -C $W/cold -xzf $W/layer.tar.gz" \
@@ -147,7 +152,7 @@ hf concurrent -w 1 -r 3 --prepare "sh -c 'chmod -R u+rwX $W/conc 2>/dev/null; rm
     -n N1 "$W/ranks 1" -n N2 "$W/ranks 2" -n N4 "$W/ranks 4" -n N8 "$W/ranks 8" -n N16 "$W/ranks 16"
 
 # 5. MPI ping-pong, native against hpcc, the same binary.
-tar -xOf "$W/mpi.tar" "$(tar -tf "$W/mpi.tar" | grep layer.tar | head -1)" ./usr/local/bin/pingpong >"$W/pingpong"
+tar -xOf "$W/mpi.tar" "$(tar -tf "$W/mpi.tar" | grep layer.tar | head -1)" | tar -xOf - ./usr/local/bin/pingpong >"$W/pingpong"
 chmod 755 "$W/pingpong"
 for i in 1 2 3; do
     run_as mpirun -np 2 "$W/pingpong" 200 >>"$W/out/pp-native.txt" 2>/dev/null
