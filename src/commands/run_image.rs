@@ -57,6 +57,7 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
         fakeroot: a.fakeroot,
         gpus: a.gpus.clone(),
         workdir: a.workdir.clone(),
+        rootless: who.rootless,
     };
     let image_env = img.config.container().env.unwrap_or_default();
     let plan = hpc::plan(&site, &hpc_opts, &image_env, &img.rootfs, who.uid, who.gid)?;

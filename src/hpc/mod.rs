@@ -27,6 +27,8 @@ pub struct HpcOptions {
     pub fakeroot: bool,
     pub gpus: Option<String>,
     pub workdir: Option<String>,
+    /// The caller is not real root (a user namespace will be made).
+    pub rootless: bool,
 }
 
 /// Everything image mode adds to a container beyond the image itself.
@@ -43,6 +45,8 @@ pub struct HpcPlan {
     pub cwd: Option<PathBuf>,
     /// Files written into the container's private overlay.
     pub files: Vec<(PathBuf, Vec<u8>)>,
+    /// Bind the host's /dev instead of building a private one.
+    pub share_host_dev: bool,
 }
 
 pub fn plan(
@@ -61,7 +65,18 @@ pub fn plan(
         (None, Ok(v)) => GpuSelect::parse(&v, "NVIDIA_VISIBLE_DEVICES")?,
         (None, Err(_)) => GpuSelect::All,
     };
-    let devices = devices::discover(site, &gpus)?;
+    let mut devices = devices::discover(site, &gpus)?;
+    // With nothing to hide, an unprivileged user's container shares the
+    // host's /dev as Apptainer and Charliecloud do: one mount instead of a
+    // tmpfs, a devpts and a bind per node. A GPU selection, stand-in
+    // devices (dev_dir) or real root get a private /dev.
+    let share_host_dev =
+        opts.rootless && gpus == GpuSelect::All && site.dev_dir() == Path::new("/dev");
+    let mut binds = binds;
+    if share_host_dev {
+        devices.binds.retain(|b| !b.container.starts_with("/dev"));
+        binds.retain(|b| !(b.src == Path::new("/dev/shm") && b.dst == Path::new("/dev/shm")));
+    }
     let mut explicit = Vec::new();
     for f in &opts.env_files {
         explicit.extend(env::read_env_file(f)?);
@@ -92,7 +107,7 @@ pub fn plan(
         gid: inside_gid,
         ..identity.clone()
     };
-    let files = vec![
+    let mut files = vec![
         (
             PathBuf::from("/etc/passwd"),
             identity::passwd_file(rootfs, &who),
@@ -102,6 +117,13 @@ pub fn plan(
             identity::group_file(rootfs, &who),
         ),
     ];
+    // Name resolution as on the host. Copied into the private overlay
+    // rather than bound: two small writes cost less than four mount calls.
+    for f in ["/etc/resolv.conf", "/etc/hosts"] {
+        if let Ok(data) = std::fs::read(f) {
+            files.push((PathBuf::from(f), data));
+        }
+    }
     Ok(HpcPlan {
         identity,
         inside_uid,
@@ -111,6 +133,7 @@ pub fn plan(
         devices,
         cwd,
         files,
+        share_host_dev,
     })
 }
 

@@ -268,11 +268,21 @@ pub fn prepare_process(cfg: &InitConfig) -> Result<Prepared> {
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", home_of(process.user().uid())));
     }
-    cfg.caps.apply_bounding()?;
-    nix::sys::prctl::set_keepcaps(true).map_err(|e| anyhow!("PR_SET_KEEPCAPS: {e}"))?;
+    // An unprivileged uid under no_new_privs loses every capability at
+    // execve and can never regain one (no setuid, no file capabilities),
+    // so there is nothing to drop by hand; any other case drops them here.
+    let exec_drops_all = process.user().uid() != 0
+        && process.no_new_privileges() == Some(true)
+        && cfg.caps.is_empty();
+    if !exec_drops_all {
+        cfg.caps.apply_bounding()?;
+        nix::sys::prctl::set_keepcaps(true).map_err(|e| anyhow!("PR_SET_KEEPCAPS: {e}"))?;
+    }
     crate::security::user::switch(process.user())?;
-    nix::sys::prctl::set_keepcaps(false).map_err(|e| anyhow!("PR_SET_KEEPCAPS: {e}"))?;
-    cfg.caps.apply_sets()?;
+    if !exec_drops_all {
+        nix::sys::prctl::set_keepcaps(false).map_err(|e| anyhow!("PR_SET_KEEPCAPS: {e}"))?;
+        cfg.caps.apply_sets()?;
+    }
     if process.no_new_privileges() == Some(true) {
         nix::sys::prctl::set_no_new_privs().map_err(|e| anyhow!("no_new_privileges: {e}"))?;
     }

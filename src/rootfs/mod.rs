@@ -47,17 +47,19 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
     mount(None::<&str>, "/", None::<&str>, initial, None::<&str>)
         .map_err(|e| anyhow!("setting / propagation: {e}"))?;
     if let Some(lower) = plan.overlay_lower {
+        // The overlay is itself a mount point, as pivot_root requires.
         overlay::mount_overlay(lower, plan.rootfs)?;
+    } else {
+        // pivot_root needs the new root to be a mount point.
+        mount(
+            Some(plan.rootfs),
+            plan.rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| anyhow!("binding rootfs {}: {e}", plan.rootfs.display()))?;
     }
-    // pivot_root needs the new root to be a mount point.
-    mount(
-        Some(plan.rootfs),
-        plan.rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| anyhow!("binding rootfs {}: {e}", plan.rootfs.display()))?;
     let root = open_path(plan.rootfs)?;
     let ctx = mounts::MountContext {
         root: &root,

@@ -49,6 +49,19 @@ impl CapPlan {
         })
     }
 
+    /// No capability in any set.
+    pub fn is_empty(&self) -> bool {
+        [
+            &self.bounding,
+            &self.effective,
+            &self.permitted,
+            &self.inheritable,
+            &self.ambient,
+        ]
+        .iter()
+        .all(|s| s.is_empty())
+    }
+
     /// Drops from the bounding set everything not asked for. Capabilities
     /// this kernel does not know are skipped.
     pub fn apply_bounding(&self) -> Result<()> {

@@ -111,27 +111,16 @@ pub fn spec_from_image(
     if opts.pid_namespace {
         namespaces.push(json!({"type": "pid"}));
     }
-    let mut mounts = base_mounts(opts.pid_namespace, who.rootless);
+    let mut mounts = base_mounts(opts.pid_namespace, who.rootless, hpc.share_host_dev);
     for b in &hpc.binds {
-        let mut o = vec!["rbind", "nosuid", "nodev"];
-        if b.readonly {
-            o.push("ro");
-        }
+        let o = bind_options(who.rootless, b.readonly, &["nosuid", "nodev"]);
         mounts.push(json!({"destination": b.dst, "type": "bind", "source": b.src, "options": o}));
     }
     for d in &hpc.devices.binds {
-        let mut o = vec!["rbind", "nosuid"];
-        if d.readonly {
-            o.push("ro");
-        }
+        let o = bind_options(who.rootless, d.readonly, &["nosuid"]);
         mounts.push(
             json!({"destination": d.container, "type": "bind", "source": d.host, "options": o}),
         );
-    }
-    for f in ["/etc/resolv.conf", "/etc/hosts"] {
-        if Path::new(f).is_file() {
-            mounts.push(json!({"destination": f, "type": "bind", "source": f, "options": ["bind", "ro", "nosuid", "nodev"]}));
-        }
     }
     let caps: Value = if who.rootless && !opts.fakeroot {
         json!({})
@@ -169,15 +158,31 @@ pub fn spec_from_image(
     serde_json::from_value(v).map_err(|e| anyhow!("building the image spec: {e}"))
 }
 
+/// Options for a bind of a host path. In a user namespace the kernel
+/// already locks the host's nosuid/nodev/noexec onto the bind, and
+/// no_new_privs makes setuid bits inert, so the extra flags (and the
+/// remount each costs) are only added for real root.
+fn bind_options<'a>(rootless: bool, readonly: bool, hardening: &[&'a str]) -> Vec<&'a str> {
+    let mut o = vec!["rbind"];
+    if !rootless {
+        o.extend_from_slice(hardening);
+    }
+    if readonly {
+        o.push("ro");
+    }
+    o
+}
+
 /// /proc, /sys and a private /dev: the default nodes, a pty instance, and
 /// (added by the HPC layer) exactly the host devices this run should see.
-fn base_mounts(pid_namespace: bool, rootless: bool) -> Vec<Value> {
+fn base_mounts(pid_namespace: bool, rootless: bool, share_host_dev: bool) -> Vec<Value> {
     let proc_mount = if pid_namespace {
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]})
     } else {
         // A fresh proc needs a PID namespace of our own; without one the
         // host's /proc is what the process would see anyway.
-        json!({"destination": "/proc", "type": "bind", "source": "/proc", "options": ["rbind", "nosuid", "noexec", "nodev"]})
+        json!({"destination": "/proc", "type": "bind", "source": "/proc",
+               "options": bind_options(rootless, false, &["nosuid", "noexec", "nodev"])})
     };
     let mut pts = vec![
         "nosuid",
@@ -191,16 +196,24 @@ fn base_mounts(pid_namespace: bool, rootless: bool) -> Vec<Value> {
     }
     // Real root with no user namespace could reconfigure the host through
     // /sys; a user namespace already stops that for everyone else.
-    let mut sys = vec!["rbind", "nosuid", "noexec", "nodev"];
+    let mut sys = bind_options(rootless, false, &["nosuid", "noexec", "nodev"]);
     if !rootless {
         sys.push("rro");
     }
-    vec![
+    let dev = if share_host_dev {
+        json!({"destination": "/dev", "type": "bind", "source": "/dev", "options": ["rbind"]})
+    } else {
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=65536k"]})
+    };
+    let mut mounts = vec![
         proc_mount,
         json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": sys}),
-        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=65536k"]}),
-        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": pts}),
-    ]
+        dev,
+    ];
+    if !share_host_dev {
+        mounts.push(json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": pts}));
+    }
+    mounts
 }
 
 /// USER as Docker reads it: `name`, `uid`, `name:group` or `uid:gid`,
@@ -323,6 +336,7 @@ mod tests {
             devices: Default::default(),
             cwd: None,
             files: Vec::new(),
+            share_host_dev: false,
         }
     }
 
