@@ -78,6 +78,10 @@ chmod -R a+rX "$W"
 # The rootless cases write their caches and unpacks here.
 [ "$(id -u)" = 0 ] && chown -R "$TEST_USER" "$W"
 
+# Let the fixtures' writeback finish so it does not land in the first timings.
+sync
+sleep 2
+
 run_as() { "${AS[@]}" "$@"; }
 hf() { # NAME hyperfine-args...   (as the unprivileged user)
     local name=$1; shift
