@@ -360,3 +360,63 @@ fn fakeroot_and_record() {
         .any(|b| b["destination"] == "/tmp"));
     assert_eq!(r["hpcc"]["version"], env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn a_join_with_no_answer_times_out_clearly_and_a_dead_builder_is_replaced() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    let env = Env::new("jointimeout");
+    let tag = format!("t{}", std::process::id());
+    // Learn the group's socket name from a run that leads the group alone.
+    let mut c = Command::new(runtime_tests::hpcc_bin());
+    c.args([
+        "--debug",
+        "run",
+        "--join",
+        "--join-tag",
+        &tag,
+        "--join-timeout",
+        "1",
+    ])
+    .arg(&env.image)
+    .args(["--", "true"])
+    .env("HPCC_CACHE_DIR", env.dir.join("cache"))
+    .current_dir("/");
+    let o = c.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    let name = err
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no join socket in --debug output: {err}"))
+        .to_string();
+    // A "builder" that took the name and then hung: followers must give up
+    // with an error that says so, within their timeout.
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let hung = loop {
+        match UnixListener::bind_addr(&addr) {
+            Ok(l) => break l,
+            // The first run's holder keeps the name until its idle timeout.
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(e) => panic!("binding {name}: {e}"),
+        }
+    };
+    let o = env.run(
+        &["--join", "--join-tag", &tag, "--join-timeout", "2"],
+        "true",
+    );
+    fails_with(&o, "did not answer within 2s");
+    // The hung builder dies: the name is free again and the next rank leads.
+    drop(hung);
+    assert_eq!(
+        ok(&env.run(
+            &["--join", "--join-tag", &tag, "--join-timeout", "1"],
+            "echo led"
+        )),
+        "led\n"
+    );
+}

@@ -38,6 +38,9 @@ pub fn recv_fds(sock: BorrowedFd<'_>, max: usize) -> Result<(Vec<OwnedFd>, Vec<u
             }
         }
     }
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        bail!("recvmsg: control data truncated (too many file descriptors sent)");
+    }
     let n = msg.bytes;
     if fds.len() > max {
         bail!(

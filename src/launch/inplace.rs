@@ -45,7 +45,7 @@ pub fn exec_in_place(
             return Err(anyhow!(init::exec(&prepared)));
         }
         Some(Role::Leader(l)) => Some(l),
-        None => None,
+        Some(Role::Alone) | None => None,
     };
     if ns.new_user {
         enter_own_userns(spec)?;

@@ -21,6 +21,8 @@ pub enum Role {
     Leader(UnixListener),
     /// Join these namespaces (user first when present, then mount).
     Follower(Vec<OwnedFd>),
+    /// Another user holds the group's name: run in a container of our own.
+    Alone,
 }
 
 fn peer_uid(s: &impl AsFd) -> Result<u32> {
@@ -38,10 +40,13 @@ pub fn meet(group: &JoinGroup, timeout: Duration) -> Result<Role> {
             Ok(conn) => {
                 let owner = peer_uid(&conn)?;
                 if owner != me {
-                    bail!(
-                        "join: socket @{} belongs to uid {owner}, not to you; refusing it",
+                    // Someone else squats the name; sharing with them is out
+                    // of the question, but they must not stop the job.
+                    crate::logging::warn(&format!(
+                        "join: socket @{} belongs to uid {owner}; running this rank in a container of its own",
                         group.socket_name
-                    );
+                    ));
+                    return Ok(Role::Alone);
                 }
                 let left = deadline
                     .saturating_duration_since(Instant::now())
