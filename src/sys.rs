@@ -5,6 +5,13 @@ use nix::errno::Errno;
 use nix::unistd::ForkResult;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+/// Takes ownership of an fd the kernel has just returned to us.
+pub fn adopt(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
+    // SAFETY: callers pass an fd fresh from a syscall that nothing else
+    // owns, so no other OwnedFd will close it.
+    unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
+}
+
 /// fork(2). Sound only while the process is single-threaded: hpcc forks
 /// before it starts any thread, so the child cannot inherit a lock held by
 /// a thread that no longer exists.

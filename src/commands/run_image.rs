@@ -28,7 +28,7 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
     let who = Caller {
         uid: euid.as_raw(),
         gid: nix::unistd::getegid().as_raw(),
-        rootless: !(euid.is_root() && crate::launch::in_initial_userns()),
+        rootless: !crate::launch::is_real_root(),
     };
     if a.fakeroot && !who.rootless {
         bail!("--fakeroot is for unprivileged users; you are already root");

@@ -15,7 +15,7 @@ use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 pub struct Applier {
@@ -47,8 +47,7 @@ pub fn sanitize(p: &Path) -> Result<Option<PathBuf>> {
 }
 
 fn owned(fd: i32) -> OwnedFd {
-    // SAFETY: the fd was just returned by the kernel and nothing else owns it.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+    crate::sys::adopt(fd)
 }
 
 fn mtime_of(h: &tar::Header) -> TimeSpec {

@@ -215,7 +215,7 @@ impl Cache {
             .recursive(true)
             .mode(0o700)
             .create(&rootfs)?;
-        let privileged = nix::unistd::geteuid().is_root() && crate::launch::in_initial_userns();
+        let privileged = crate::launch::is_real_root();
         let mut applier = Applier::new(&rootfs, privileged)?;
         let total: u64 = r.layers.iter().fold(0u64, |t, l| t.saturating_add(l.size));
         let progress = super::progress::Progress::new(total, opts.quiet, &src.describe());

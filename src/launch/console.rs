@@ -5,7 +5,7 @@
 use anyhow::{anyhow, Context, Result};
 use nix::fcntl::OFlag;
 use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 /// Creates the pty, makes its slave the controlling terminal and stdio of
@@ -27,8 +27,7 @@ pub fn setup_in_container(
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| anyhow!("terminal: opening {name}: {e}"))?;
-    // SAFETY: open just returned this fd and nothing else owns it.
-    let slave = unsafe { OwnedFd::from_raw_fd(slave_fd) };
+    let slave = crate::sys::adopt(slave_fd);
     if let Some((rows, cols)) = size {
         crate::sys::set_winsize(slave.as_fd(), rows, cols)
             .map_err(|e| anyhow!("terminal: size: {e}"))?;

@@ -5,7 +5,7 @@
 use anyhow::{anyhow, bail, Result};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 pub fn send_fds(sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>], payload: &[u8]) -> Result<()> {
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
@@ -33,8 +33,7 @@ pub fn recv_fds(sock: BorrowedFd<'_>, max: usize) -> Result<(Vec<OwnedFd>, Vec<u
     for c in msg.cmsgs().map_err(|e| anyhow!("recvmsg: {e}"))? {
         if let ControlMessageOwned::ScmRights(got) = c {
             for fd in got {
-                // SAFETY: the kernel just installed this fd for us.
-                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                fds.push(crate::sys::adopt(fd));
             }
         }
     }

@@ -105,9 +105,7 @@ impl<'a> InitConfig<'a> {
             bundle,
             ns: ns.clone(),
             caps,
-            use_mknod: !ns.in_userns
-                && nix::unistd::geteuid().is_root()
-                && super::in_initial_userns(),
+            use_mknod: !ns.in_userns && super::is_real_root(),
             no_pivot: false,
             no_new_keyring: false,
             preserve_fds: Some(0),

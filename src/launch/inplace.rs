@@ -13,7 +13,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use nix::unistd::ForkResult;
 use oci_spec::runtime::Spec;
 use std::convert::Infallible;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -83,8 +83,7 @@ fn open_ns(name: &str) -> Result<OwnedFd> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| anyhow!("opening /proc/self/ns/{name}: {e}"))?;
-    // SAFETY: open just returned this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(crate::sys::adopt(fd))
 }
 
 /// The user (when we made one) and mount namespaces, in joining order.

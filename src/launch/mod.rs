@@ -74,8 +74,7 @@ pub fn open_dir_path(dir: &Path) -> Result<OwnedFd> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| anyhow!("opening {}: {e}", dir.display()))?;
-    // SAFETY: open just returned this fd and nothing else owns it.
-    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+    Ok(crate::sys::adopt(fd))
 }
 
 pub fn launch(req: LaunchRequest) -> Result<Launched> {
@@ -170,7 +169,7 @@ fn write_id_maps(pid: i32, spec: &oci_spec::runtime::Spec) -> Result<()> {
         .as_ref()
         .ok_or_else(|| anyhow!("no linux section"))?;
     // Root inside someone else's user namespace is not privileged over ours.
-    let privileged = nix::unistd::geteuid().is_root() && in_initial_userns();
+    let privileged = is_real_root();
     idmap::write_map(
         pid,
         idmap::IdKind::Uid,
@@ -183,6 +182,12 @@ fn write_id_maps(pid: i32, spec: &oci_spec::runtime::Spec) -> Result<()> {
         linux.gid_mappings().as_deref().unwrap_or(&[]),
         privileged,
     )
+}
+
+/// Real root: uid 0 in the host's user namespace, able to chown, mknod and
+/// write any id map.
+pub fn is_real_root() -> bool {
+    nix::unistd::geteuid().is_root() && in_initial_userns()
 }
 
 /// True when this process is in the host's user namespace (the identity map

@@ -3,7 +3,7 @@
 use anyhow::{anyhow, Result};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
@@ -79,8 +79,7 @@ impl NsPlan {
                     nix::sys::stat::Mode::empty(),
                 )
                 .map_err(|e| anyhow!("linux.namespaces: {}: {e}", path.display()))?;
-                // SAFETY: open just returned this fd and nothing else owns it.
-                Ok((*flag, unsafe { OwnedFd::from_raw_fd(fd) }))
+                Ok((*flag, crate::sys::adopt(fd)))
             })
             .collect()
     }

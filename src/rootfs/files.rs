@@ -10,7 +10,7 @@ use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
@@ -24,8 +24,7 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
         Mode::empty(),
     )
     .map_err(|e| anyhow!("opening /: {e}"))?;
-    // SAFETY: open just returned this fd and nothing else owns it.
-    let root = unsafe { OwnedFd::from_raw_fd(root) };
+    let root = crate::sys::adopt(root);
     let rel = parent.strip_prefix("/").unwrap_or(parent);
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
@@ -52,8 +51,7 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
             path.display()
         ),
     };
-    // SAFETY: openat2 just returned this fd and nothing else owns it.
-    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
+    let dir = crate::sys::adopt(dir);
     match unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => {}
         Err(e) => bail!("replacing {}: {e}", path.display()),
@@ -65,8 +63,7 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
         Mode::from_bits_truncate(0o644),
     )
     .map_err(|e| anyhow!("creating {}: {e}", path.display()))?;
-    // SAFETY: openat just returned this fd and nothing else owns it.
-    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut f = std::fs::File::from(crate::sys::adopt(fd));
     f.write_all(data)
         .map_err(|e| anyhow!("writing {}: {e}", path.display()))
 }

@@ -14,7 +14,7 @@ use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 pub struct RootfsPlan<'a> {
@@ -131,8 +131,7 @@ pub fn finalize(plan: &RootfsPlan) -> Result<()> {
 fn open_path(p: &Path) -> Result<OwnedFd> {
     let fd = open(p, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| anyhow!("opening {}: {e}", p.display()))?;
-    // SAFETY: open just returned this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(crate::sys::adopt(fd))
 }
 
 fn mask_path(p: &Path) -> Result<()> {

@@ -5,7 +5,7 @@ use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 fn open_dir(p: &Path) -> Result<OwnedFd> {
@@ -15,8 +15,7 @@ fn open_dir(p: &Path) -> Result<OwnedFd> {
         Mode::empty(),
     )
     .map_err(|e| anyhow!("opening {}: {e}", p.display()))?;
-    // SAFETY: open just returned this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(crate::sys::adopt(fd))
 }
 
 /// pivot_root(".", ".") as runc and crun do it: the old root ends up

@@ -6,7 +6,7 @@ use anyhow::{anyhow, Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Component, Path, PathBuf};
 
 fn how(flags: OFlag) -> OpenHow {
@@ -16,8 +16,7 @@ fn how(flags: OFlag) -> OpenHow {
 }
 
 fn owned(fd: RawFd) -> OwnedFd {
-    // SAFETY: openat2 just returned this fd and nothing else owns it.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+    crate::sys::adopt(fd)
 }
 
 /// Opens `path` (taken as relative to `root`) as an O_PATH handle.
