@@ -295,15 +295,22 @@ fn exit_codes_signals_and_exec_in_place() {
 fn pid_namespace_on_request() {
     let env = Env::new("pidns");
     let tar = docker_tar(&env);
-    let o = env.run(&[
-        "run",
-        "--pid",
-        tar.to_str().unwrap(),
-        "--",
-        "echo $$; exit 3",
-    ]);
-    assert_eq!(stdout(&o), "1\n");
+    let t = tar.to_str().unwrap();
+    // PID 1 is hpcc's minimal init; the program comes next.
+    let o = env.run(&["run", "--pid", t, "--", "echo $$; exit 3"]);
+    assert_eq!(stdout(&o), "2\n");
     assert_eq!(o.status.code(), Some(3));
+    // SIGTERM to hpcc reaches the program through the init (a program that
+    // was PID 1 itself would ignore it), and the status says so.
+    let mut child = env
+        .cmd(&["run", "--pid", t, "--", "exec sleep 30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: kill with a valid pid and signal.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(128 + libc::SIGTERM));
 }
 
 #[test]
@@ -800,4 +807,25 @@ fn root_containers_cannot_write_kernel_settings() {
     if is_root() {
         assert!(stderr(&o).contains("Read-only"), "{}", stderr(&o));
     }
+}
+
+#[test]
+fn an_image_in_use_is_not_removed() {
+    let env = Env::new("inuse");
+    let tar = docker_tar(&env);
+    let t = tar.to_str().unwrap();
+    let mut running = env.cmd(&["run", t, "--", "exec sleep 30"]).spawn().unwrap();
+    // Wait until the container is up (its overlay mounted).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while env.image_dirs().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let digest = env.image_dirs().pop().expect("the image was cached");
+    fails_with(&env.run(&["rmi", &digest[..12]]), &["in use"]);
+    assert!(ok(&env.run(&["prune", "--all"])).contains("removed 0 image(s)"));
+    assert_eq!(env.image_dirs().len(), 1);
+    running.kill().unwrap();
+    running.wait().unwrap();
+    assert!(ok(&env.run(&["rmi", &digest[..12]])).contains(&digest));
 }

@@ -76,6 +76,12 @@ impl GpuSelect {
         match s.trim() {
             "all" | "" => Ok(GpuSelect::All),
             "none" | "void" => Ok(GpuSelect::None),
+            // Kubernetes and Slurm may name GPUs by UUID; without NVML we
+            // cannot map those to indices, so all present GPUs are shown.
+            list if list.starts_with("GPU-") || list.starts_with("MIG-") => {
+                crate::debug!("{what} {s:?} names GPUs by UUID; showing every GPU");
+                Ok(GpuSelect::All)
+            }
             list => list
                 .split(',')
                 .map(|x| {
@@ -306,7 +312,11 @@ mod tests {
             GpuSelect::parse("0, 2", "x").unwrap(),
             GpuSelect::List(vec![0, 2])
         );
-        assert!(GpuSelect::parse("GPU-abc", "--gpus").is_err());
+        assert_eq!(
+            GpuSelect::parse("GPU-abc,GPU-def", "NVIDIA_VISIBLE_DEVICES").unwrap(),
+            GpuSelect::All
+        );
+        assert!(GpuSelect::parse("0,x", "--gpus").is_err());
     }
 
     #[test]

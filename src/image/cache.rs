@@ -295,12 +295,40 @@ impl Cache {
     /// which no run can find it), then deleted, so a removal that is killed
     /// half-way leaves only garbage that prune clears, never a half image.
     fn retire(&self, d: &Digest) -> Result<()> {
+        if let Some(pid) = self.in_use(d) {
+            bail!(
+                "image {} is in use by process {pid}; stop it first",
+                d.short()
+            );
+        }
         let tmp = self
             .sub("tmp")?
             .join(format!("{}.{}.retired", d.hex(), std::process::id()));
         let dir = self.image_dir(d);
         fs::rename(&dir, &tmp).with_context(|| format!("removing {}", dir.display()))?;
         remove_tree(&tmp).with_context(|| format!("removing {}", tmp.display()))
+    }
+
+    /// A process whose mount namespace has this image as an overlay lower
+    /// layer: a running container. Removing its image would pull files
+    /// from under it.
+    fn in_use(&self, d: &Digest) -> Option<i32> {
+        let needle = format!("lowerdir={}", self.image_dir(d).join("rootfs").display());
+        let mut seen = std::collections::HashSet::new();
+        for pid in crate::procfs::all_pids() {
+            let Some(ns) = crate::procfs::ns_id(pid, "mnt") else {
+                continue;
+            };
+            if !seen.insert(ns) {
+                continue;
+            }
+            if fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                .is_ok_and(|m| m.contains(&needle))
+            {
+                return Some(pid);
+            }
+        }
+        None
     }
 
     /// Every complete image with its metadata and last use.
@@ -404,6 +432,9 @@ impl Cache {
                 continue;
             }
             let d = Digest::parse(&m.digest)?;
+            if self.in_use(&d).is_some() {
+                continue;
+            }
             if let Some(_lock) = self.try_lock(d.hex())? {
                 self.retire(&d)?;
                 images += 1;

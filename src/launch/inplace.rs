@@ -57,16 +57,13 @@ pub fn exec_in_place(
         None => Vec::new(),
     };
     if ns.new_pid {
-        // unshare(CLONE_NEWPID) applies to children: the program runs in
-        // a child, and we stay only to forward signals and pass its status.
-        match crate::sys::fork_single_threaded().map_err(|e| anyhow!("fork: {e}"))? {
-            ForkResult::Parent { child } => {
-                super::supervise::forward_signals(child.as_raw())?;
-                let code = super::supervise::wait_for(child.as_raw())?;
-                std::process::exit(code);
-            }
-            ForkResult::Child => {}
-        }
+        // unshare(CLONE_NEWPID) applies to children. The first child is the
+        // namespace's PID 1: a minimal init that forwards signals to the
+        // program and reaps orphans (a program as PID 1 would ignore
+        // SIGTERM and leave zombies). We stay outside only to pass on
+        // signals and the status.
+        supervise_child()?;
+        supervise_child()?;
     }
     init::build_container(&cfg)?;
     if let (Some(l), Some((group, timeout))) = (listener, join) {
@@ -74,6 +71,19 @@ pub fn exec_in_place(
     }
     let prepared = init::prepare_process(&cfg)?;
     Err(anyhow!(init::exec(&prepared)))
+}
+
+/// Forks; the parent forwards signals to the child, waits for it and
+/// exits with its status (128+N for signal N); the child returns.
+fn supervise_child() -> Result<()> {
+    match crate::sys::fork_single_threaded().map_err(|e| anyhow!("fork: {e}"))? {
+        ForkResult::Parent { child } => {
+            super::supervise::forward_signals(child.as_raw())?;
+            let code = super::supervise::wait_for(child.as_raw())?;
+            std::process::exit(code);
+        }
+        ForkResult::Child => Ok(()),
+    }
 }
 
 fn open_ns(name: &str) -> Result<OwnedFd> {
