@@ -106,6 +106,10 @@ pub enum Command {
     List(ListArgs),
     /// Print the runtime features JSON (runtime-spec features.md)
     Features,
+    /// Run a new process inside a running container
+    Exec(ExecArgs),
+    /// List the processes of a container
+    Ps(PsArgs),
     /// Run an image: `hpcc run IMAGE [-- CMD...]` (also callable as run-image)
     #[command(name = "run-image")]
     RunImage(RunImageArgs),
@@ -115,6 +119,57 @@ pub enum Command {
     Rmi(RmiArgs),
     /// Remove leftovers of killed unpacks and images nothing refers to
     Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// JSON file with the process to run (runtime-spec Process), instead of CMD
+    #[arg(short, long, value_name = "FILE")]
+    pub process: Option<PathBuf>,
+    /// Write the new process's PID to this file
+    #[arg(long = "pid-file", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Return once the process has started
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Unix socket to receive the pty master through SCM_RIGHTS
+    #[arg(long = "console-socket", value_name = "SOCKET")]
+    pub console_socket: Option<PathBuf>,
+    /// Give the process a terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set an environment variable (repeatable)
+    #[arg(short, long, value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// UID[:GID] to run as
+    #[arg(short, long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// Add a capability to the process's bounding, effective and permitted sets (repeatable)
+    #[arg(long = "cap", value_name = "CAP")]
+    pub caps: Vec<String>,
+    /// Set no_new_privileges for the process
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// Pass N extra file descriptors (3 .. 3+N-1) to the process
+    #[arg(long = "preserve-fds", default_value_t = 0, value_name = "N")]
+    pub preserve_fds: u32,
+    /// Container ID
+    pub id: String,
+    /// Command and arguments (unless --process)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// Container ID
+    pub id: String,
 }
 
 /// `hpcc run IMAGE [-- CMD...]`. IMAGE is a docker-archive or oci-archive

@@ -10,7 +10,13 @@ pub struct ProcStat {
     pub ppid: i32,
     /// Clock ticks since boot at which the process started (field 22).
     pub start_time: u64,
+    /// The kernel's task flags (field 9).
+    pub flags: u64,
 }
+
+/// PF_EXITING: the task is in exit(); a PID namespace's init stays there
+/// until every process of the namespace has been reaped.
+const PF_EXITING: u64 = 0x4;
 
 /// Parses a stat line. The command name may hold spaces and parentheses, so
 /// fields are counted from the last ')'.
@@ -22,6 +28,7 @@ pub fn parse_stat(line: &str) -> Option<ProcStat> {
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
+        flags: fields.get(6)?.parse().ok()?,
     })
 }
 
@@ -36,7 +43,12 @@ pub fn is_alive(pid: i32, start_time: u64) -> bool {
         return false;
     }
     match stat(pid) {
-        Some(s) => s.start_time == start_time && s.state != 'Z' && s.state != 'X',
+        Some(s) => {
+            s.start_time == start_time
+                && s.state != 'Z'
+                && s.state != 'X'
+                && s.flags & PF_EXITING == 0
+        }
         None => false,
     }
 }

@@ -98,7 +98,7 @@ pub fn create_container(
 }
 
 /// Writes the pid file atomically, relative to our cwd like runc.
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let abs = if path.is_absolute() {
         path.to_path_buf()
     } else {

@@ -3,10 +3,12 @@
 
 mod create;
 mod delete;
+mod exec;
 mod features;
 mod images;
 mod kill;
 mod list;
+mod ps;
 mod run;
 mod run_image;
 mod spec;
@@ -38,6 +40,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run(a) => run::run(&ctx, &a),
         Command::List(a) => list::run(&ctx, &a),
         Command::Features => features::run(),
+        Command::Exec(a) => exec::run(&ctx, &a),
+        Command::Ps(a) => ps::run(&ctx, &a),
         Command::RunImage(a) => run_image::run(&ctx, &a),
         Command::Images(a) => images::list(&a),
         Command::Rmi(a) => images::rmi(&a),

@@ -10,11 +10,14 @@ use std::path::Path;
 
 /// Creates the pty, makes its slave the controlling terminal and stdio of
 /// this process, binds it on /dev/console, and sends the master away.
+/// `is_console`: also bind the slave on /dev/console (the container's first
+/// process; `exec`'d processes get a terminal of their own only).
 pub fn setup_in_container(
     sock: &OwnedFd,
     size: Option<(u16, u16)>,
     uid: u32,
     gid: u32,
+    is_console: bool,
 ) -> Result<()> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .map_err(|e| anyhow!("terminal: opening /dev/ptmx: {e}"))?;
@@ -35,7 +38,9 @@ pub fn setup_in_container(
     // The slave must belong to the process's user, or it cannot reopen its
     // own terminal; in a user namespace the id may not map, which is fine.
     let _ = nix::unistd::fchown(slave.as_raw_fd(), Some(uid.into()), Some(gid.into()));
-    bind_console(&name)?;
+    if is_console {
+        bind_console(&name)?;
+    }
     send_fd(sock, master.as_fd(), "/dev/ptmx")?;
     drop(master);
     nix::unistd::setsid().map_err(|e| anyhow!("terminal: setsid: {e}"))?;

@@ -84,6 +84,44 @@ impl<'a> InitConfig<'a> {
         Ok(cfg)
     }
 
+    /// `exec`: a new process in a running container's namespaces; only the
+    /// per-process part of the setup runs.
+    pub fn for_exec(
+        spec: &'a Spec,
+        ns: &NsPlan,
+        preserve_fds: u32,
+        console: Option<OwnedFd>,
+    ) -> Result<Self> {
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| anyhow!("process is required"))?;
+        let caps = CapPlan::from_spec(process.capabilities().as_ref())?;
+        let mut cfg = InitConfig::base("exec", spec, Path::new("/"), Path::new("/"), ns, caps)?;
+        cfg.no_new_keyring = true;
+        cfg.preserve_fds = Some(preserve_fds);
+        cfg.console = console;
+        Ok(cfg)
+    }
+
+    /// The terminal for an `exec`'d process, made inside the container.
+    pub fn exec_terminal(&self) -> Result<()> {
+        let (Some(sock), Some(process)) = (&self.console, self.spec.process()) else {
+            return Ok(());
+        };
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        super::console::setup_in_container(
+            sock,
+            size,
+            process.user().uid(),
+            process.user().gid(),
+            false,
+        )
+    }
+
     fn base(
         id: &'a str,
         spec: &'a Spec,
@@ -225,7 +263,13 @@ pub fn build_container(cfg: &InitConfig) -> Result<()> {
             .console_size()
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16));
-        super::console::setup_in_container(sock, size, process.user().uid(), process.user().gid())?;
+        super::console::setup_in_container(
+            sock,
+            size,
+            process.user().uid(),
+            process.user().gid(),
+            true,
+        )?;
     }
     if cfg.ns.has_uts {
         if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {

@@ -16,6 +16,7 @@
 pub mod channel;
 pub mod console;
 mod exec;
+pub mod execin;
 pub mod fdpass;
 pub mod idmap;
 mod init;
