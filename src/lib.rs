@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod container;
+pub mod hooks;
 pub mod hpc;
 pub mod image;
 pub mod launch;

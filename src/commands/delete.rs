@@ -31,8 +31,21 @@ pub fn run(ctx: &Ctx, a: &DeleteArgs) -> Result<i32> {
             a.id
         ),
     }
-    ctx.store.remove(&a.id)?;
+    destroy(ctx, &st)?;
     Ok(0)
+}
+
+/// Removes a stopped container's state, then runs its poststop hooks
+/// (failures are warnings, as the runtime-spec says).
+pub fn destroy(ctx: &Ctx, st: &ContainerState) -> Result<()> {
+    ctx.store.remove(&st.id)?;
+    if let Some(h) = super::start::lifecycle_hooks(st).and_then(|h| h.poststop().clone()) {
+        let mut state = super::state::oci_state(&ctx.store, st);
+        state["status"] = "stopped".into();
+        state["pid"] = 0.into();
+        crate::hooks::run_warn(&h, "poststop", &state);
+    }
+    Ok(())
 }
 
 /// SIGKILLs every process of the container and waits (up to 10 s) until the

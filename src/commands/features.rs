@@ -14,7 +14,7 @@ pub fn run() -> Result<i32> {
     let v = json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": crate::cli::OCI_SPEC_VERSION,
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": [
             "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
             "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime",

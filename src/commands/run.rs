@@ -60,9 +60,10 @@ fn foreground(
 /// Kills whatever the container left (processes outside a PID namespace
 /// were reparented to us) and removes its state.
 fn cleanup(ctx: &Ctx, id: &str) -> Result<()> {
-    if let Ok(st) = ctx.store.load(id) {
-        if ctx.store.status(&st) != crate::container::Status::Stopped {
-            super::delete::kill_and_wait(&st)?;
+    let st = ctx.store.load(id).ok();
+    if let Some(st) = &st {
+        if ctx.store.status(st) != crate::container::Status::Stopped {
+            super::delete::kill_and_wait(st)?;
         }
     }
     let me = std::process::id() as i32;
@@ -78,5 +79,8 @@ fn cleanup(ctx: &Ctx, id: &str) -> Result<()> {
     )
     .is_ok_and(|s| s != WaitStatus::StillAlive)
     {}
-    ctx.store.remove(id)
+    match &st {
+        Some(st) => super::delete::destroy(ctx, st),
+        None => ctx.store.remove(id),
+    }
 }

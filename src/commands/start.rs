@@ -3,7 +3,7 @@
 use super::Ctx;
 use crate::container::{Status, START_SOCKET};
 use anyhow::{bail, Context, Result};
-use std::io::{Read, Write};
+use std::io::Read;
 
 pub fn run(ctx: &Ctx, id: &str) -> Result<i32> {
     start_container(ctx, id)?;
@@ -24,8 +24,10 @@ pub fn start_container(ctx: &Ctx, id: &str) -> Result<()> {
         START_SOCKET,
     ))
     .with_context(|| format!("container {id} is not waiting to be started"))?;
-    conn.write_all(b"start")
-        .context("signalling the container to start")?;
+    // MSG_NOSIGNAL: an init that died meanwhile is an error, not our death.
+    let flags = nix::sys::socket::MsgFlags::MSG_NOSIGNAL;
+    nix::sys::socket::send(std::os::fd::AsRawFd::as_raw_fd(&conn), b"start", flags)
+        .map_err(|e| anyhow::anyhow!("signalling container {id} to start: {e}"))?;
     // From here on the container counts as running.
     let _ = std::fs::remove_file(dir.join(START_SOCKET));
     let mut reply = String::new();
@@ -33,5 +35,16 @@ pub fn start_container(ctx: &Ctx, id: &str) -> Result<()> {
     if !reply.trim().is_empty() {
         bail!("starting container {id}: {}", reply.trim());
     }
+    // poststart: after the program started, before start returns; a
+    // failure is only a warning (runtime-spec).
+    if let Some(h) = lifecycle_hooks(&st).and_then(|h| h.poststart().clone()) {
+        crate::hooks::run_warn(&h, "poststart", &super::state::oci_state(&ctx.store, &st));
+    }
     Ok(())
+}
+
+/// The hooks of a container's config, read again from its bundle.
+pub fn lifecycle_hooks(st: &crate::container::ContainerState) -> Option<oci_spec::runtime::Hooks> {
+    let data = std::fs::read(st.bundle.join("config.json")).ok()?;
+    crate::spec::parse_config(&data).ok()?.hooks().clone()
 }

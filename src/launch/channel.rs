@@ -18,6 +18,12 @@ pub enum Msg {
     Ready,
     /// Any → parent: setup failed; the text names what is wrong.
     Error(String),
+    /// Init → parent: the mounts are in place, pivot_root is next; run the
+    /// prestart and createRuntime hooks.
+    CreateRuntime,
+    /// Parent → init: those hooks ran; the state JSON for the hooks that
+    /// init runs itself (createContainer, startContainer).
+    HookState(String),
 }
 
 pub struct Channel {
@@ -36,6 +42,12 @@ pub fn pair() -> Result<(Channel, Channel)> {
 }
 
 impl Channel {
+    pub fn try_clone(&self) -> Result<Channel> {
+        Ok(Channel {
+            fd: self.fd.try_clone().context("launch channel")?,
+        })
+    }
+
     pub fn send(&self, msg: &Msg) -> Result<()> {
         let data = serde_json::to_vec(msg)?;
         send(self.fd.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL)

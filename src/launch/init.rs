@@ -35,10 +35,20 @@ pub struct InitConfig<'a> {
     /// Generated files written into the private root before it turns
     /// read-only (image mode's /etc/passwd and /etc/group).
     files: &'a [(PathBuf, Vec<u8>)],
+    /// Set when the config has hooks init must take part in: the channel
+    /// to ask the parent for the runtime-namespace ones.
+    hooks: Option<Channel>,
+    /// The state JSON the parent sent for createContainer/startContainer.
+    hook_state: std::cell::RefCell<Option<serde_json::Value>>,
 }
 
 impl<'a> InitConfig<'a> {
-    pub fn new(req: &LaunchRequest<'a>, ns: &NsPlan, lifeline: Option<OwnedFd>) -> Result<Self> {
+    pub fn new(
+        req: &LaunchRequest<'a>,
+        ns: &NsPlan,
+        lifeline: Option<OwnedFd>,
+        ch: &Channel,
+    ) -> Result<Self> {
         let spec = &req.bundle.spec;
         let process = spec
             .process()
@@ -58,6 +68,9 @@ impl<'a> InitConfig<'a> {
         cfg.preserve_fds = Some(req.opts.preserve_fds);
         cfg.console = console;
         cfg.lifeline = lifeline;
+        if needs_init_hooks(spec) {
+            cfg.hooks = Some(ch.try_clone()?);
+        }
         Ok(cfg)
     }
 
@@ -151,6 +164,8 @@ impl<'a> InitConfig<'a> {
             overlay_lower: None,
             lifeline: None,
             files: &[],
+            hooks: None,
+            hook_state: std::cell::RefCell::new(None),
         })
     }
 }
@@ -178,9 +193,60 @@ pub fn run(ch: &Channel, cfg: &InitConfig, listener: UnixListener) -> i32 {
         return 1;
     };
     drop(listener);
+    if let Err(e) = start_hooks(cfg) {
+        let _ = writeln!(conn, "{e:#}");
+        return 1;
+    }
     let err = exec(&prepared);
     let _ = writeln!(conn, "{err}");
     127
+}
+
+fn hooks_of(spec: &Spec) -> Option<&oci_spec::runtime::Hooks> {
+    spec.hooks().as_ref()
+}
+
+/// Hooks that run during create or start, which init must wait for or run.
+#[allow(deprecated)]
+fn needs_init_hooks(spec: &Spec) -> bool {
+    hooks_of(spec).is_some_and(|h| {
+        [
+            h.prestart(),
+            h.create_runtime(),
+            h.create_container(),
+            h.start_container(),
+        ]
+        .iter()
+        .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+    })
+}
+
+/// Before pivot_root: the parent runs prestart and createRuntime in the
+/// runtime namespace; we then run createContainer here, in the
+/// container's namespaces.
+fn create_hooks(cfg: &InitConfig) -> Result<()> {
+    let Some(ch) = &cfg.hooks else { return Ok(()) };
+    ch.send(&Msg::CreateRuntime)?;
+    let state: serde_json::Value = match ch.recv()? {
+        Some(Msg::HookState(s)) => serde_json::from_str(&s)?,
+        Some(Msg::Error(e)) => bail!(e),
+        _ => bail!("launch channel: no answer to the createRuntime hooks"),
+    };
+    if let Some(h) = hooks_of(cfg.spec).and_then(|h| h.create_container().as_ref()) {
+        crate::hooks::run(h, "createContainer", &state)?;
+    }
+    *cfg.hook_state.borrow_mut() = Some(state);
+    Ok(())
+}
+
+/// After `start`, before the program: startContainer, in the container.
+fn start_hooks(cfg: &InitConfig) -> Result<()> {
+    let Some(h) = hooks_of(cfg.spec).and_then(|h| h.start_container().as_ref()) else {
+        return Ok(());
+    };
+    let mut state = cfg.hook_state.borrow().clone().unwrap_or_default();
+    state["status"] = "created".into();
+    crate::hooks::run(h, "startContainer", &state)
 }
 
 /// execve; returns only the error, as text naming the program.
@@ -244,6 +310,7 @@ pub fn build_container(cfg: &InitConfig) -> Result<()> {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .with_context(|| format!("process.oomScoreAdj {adj}"))?;
     }
+    let before_pivot = || create_hooks(cfg);
     let plan = RootfsPlan {
         spec,
         rootfs: cfg.rootfs,
@@ -253,6 +320,10 @@ pub fn build_container(cfg: &InitConfig) -> Result<()> {
         use_mknod: cfg.use_mknod,
         no_pivot: cfg.no_pivot,
         overlay_lower: cfg.overlay_lower,
+        before_pivot: cfg
+            .hooks
+            .as_ref()
+            .map(|_| &before_pivot as &dyn Fn() -> Result<()>),
     };
     rootfs::prepare(&plan)?;
     for (path, data) in cfg.files {

@@ -100,8 +100,8 @@ pub fn launch(req: LaunchRequest) -> Result<Launched> {
         }
         false => (None, None),
     };
-    let init_cfg = init::InitConfig::new(&req, &ns, lifeline_r)?;
     let (parent_ch, child_ch) = channel::pair()?;
+    let init_cfg = init::InitConfig::new(&req, &ns, lifeline_r, &child_ch)?;
     match crate::sys::fork_single_threaded().context("fork")? {
         ForkResult::Child => {
             drop(parent_ch);
@@ -117,10 +117,11 @@ pub fn launch(req: LaunchRequest) -> Result<Launched> {
         }
         ForkResult::Parent { child } => {
             drop(child_ch);
+            drop(init_cfg);
             drop(listener);
             drop(joins);
             let mut init_pid = None;
-            let result = parent_main(&parent_ch, child, spec, &mut init_pid);
+            let result = parent_main(&parent_ch, child, &req, &mut init_pid);
             // The middle child always exits once init is forked or setup failed.
             if result.is_err() {
                 let _ = kill(child, Signal::SIGKILL);
@@ -142,9 +143,10 @@ pub fn launch(req: LaunchRequest) -> Result<Launched> {
 fn parent_main(
     ch: &Channel,
     child: Pid,
-    spec: &oci_spec::runtime::Spec,
+    req: &LaunchRequest,
     init_pid: &mut Option<i32>,
 ) -> Result<i32> {
+    let spec = &req.bundle.spec;
     // InitPid (from the middle child) and Ready (from init) race each
     // other on the channel; both must have arrived.
     let mut ready = false;
@@ -155,6 +157,18 @@ fn parent_main(
                 ch.send(&Msg::Proceed)?;
             }
             Some(Msg::InitPid(p)) => *init_pid = Some(p),
+            Some(Msg::CreateRuntime) => {
+                while init_pid.is_none() {
+                    match ch.recv()? {
+                        Some(Msg::InitPid(p)) => *init_pid = Some(p),
+                        Some(Msg::Error(e)) => bail!(e),
+                        _ => bail!("container init exited before it reported its pid"),
+                    }
+                }
+                let state = creating_state(req, init_pid.unwrap_or(0));
+                run_create_runtime_hooks(spec, &state)?;
+                ch.send(&Msg::HookState(state.to_string()))?;
+            }
             Some(Msg::Ready) => ready = true,
             Some(Msg::Error(e)) => bail!(e),
             Some(m) => bail!("launch channel: unexpected {m:?}"),
@@ -162,6 +176,35 @@ fn parent_main(
         }
     }
     init_pid.ok_or_else(|| anyhow!("container init did not report its pid"))
+}
+
+/// The state hooks see while the container is being created.
+fn creating_state(req: &LaunchRequest, pid: i32) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": crate::cli::OCI_SPEC_VERSION,
+        "id": req.id,
+        "status": "creating",
+        "pid": pid,
+        "bundle": req.bundle.dir,
+        "annotations": req.bundle.spec.annotations().clone().unwrap_or_default(),
+    })
+}
+
+#[allow(deprecated)]
+fn run_create_runtime_hooks(
+    spec: &oci_spec::runtime::Spec,
+    state: &serde_json::Value,
+) -> Result<()> {
+    let Some(h) = spec.hooks().as_ref() else {
+        return Ok(());
+    };
+    if let Some(p) = h.prestart() {
+        crate::hooks::run(p, "prestart", state)?;
+    }
+    if let Some(c) = h.create_runtime() {
+        crate::hooks::run(c, "createRuntime", state)?;
+    }
+    Ok(())
 }
 
 fn write_id_maps(pid: i32, spec: &oci_spec::runtime::Spec) -> Result<()> {

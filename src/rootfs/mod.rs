@@ -26,6 +26,9 @@ pub struct RootfsPlan<'a> {
     /// mknod is allowed (real root, no user namespace).
     pub use_mknod: bool,
     pub no_pivot: bool,
+    /// Runs after the mounts and devices, just before pivot_root (where
+    /// the createRuntime and createContainer hooks belong).
+    pub before_pivot: Option<&'a dyn Fn() -> Result<()>>,
     /// Image mode: `rootfs` becomes an overlay of this read-only lower
     /// directory (the cached image) with a private tmpfs upper, so mount
     /// points can be made and the cached copy never changes.
@@ -90,6 +93,9 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
         devices::create_device(&root, &dev, plan.use_mknod)?;
     }
     drop(root);
+    if let Some(hook) = plan.before_pivot {
+        hook()?;
+    }
     if plan.no_pivot {
         pivot::move_into(plan.rootfs)?;
     } else {
