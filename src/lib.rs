@@ -3,6 +3,7 @@
 //! One pipeline: every front door turns its input into an OCI `Spec`, and
 //! `launch` turns a `Spec` into a running process. See ARCHITECTURE.md.
 
+pub mod cgroups;
 pub mod cli;
 pub mod commands;
 pub mod container;

@@ -1216,3 +1216,66 @@ fn a_failing_or_hanging_create_hook_fails_create_and_leaves_nothing() {
         env.assert_clean(&id, None, &bundle);
     }
 }
+
+#[test]
+fn cgroup_limits_apply_as_root_and_fail_clearly_without_a_writable_cgroup() {
+    let env = TestEnv::new("cgroups");
+    let mut bundle = env.bundle(&["sleep", "1000"]);
+    let id = env.id("cgroups");
+    bundle.edit(|c| {
+        c["linux"]["resources"] = serde_json::json!({
+            "memory": {"limit": 67108864},
+            "pids": {"limit": 32}
+        });
+        c["linux"]["cgroupsPath"] = serde_json::json!(format!("/hpcc-test/{id}"));
+    });
+    if !is_root() {
+        // No delegated cgroup here for an unprivileged user: limits asked
+        // for must fail with a message that says why, and leave nothing.
+        env.hpcc(&["create", "--bundle", bundle.path(), &id])
+            .fails_with("writable cgroup");
+        env.assert_clean(&id, None, &bundle);
+        return;
+    }
+    let init = env.create(&bundle, &id);
+    let cgroup_of = |controller: &str| -> Option<String> {
+        fs::read_to_string(format!("/proc/{}/cgroup", init.pid))
+            .ok()?
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.splitn(3, ':').collect();
+                (f.len() == 3 && f[1].split(',').any(|c| c == controller)).then(|| f[2].to_string())
+            })
+    };
+    let expected = format!("/hpcc-test/{id}");
+    // On a v1 or hybrid host each controller has its own hierarchy; on a
+    // unified host the one cgroup2 path (controller field empty) holds all.
+    let (mem_file, pids_file) = match cgroup_of("memory") {
+        Some(p) => {
+            assert_eq!(p, expected, "the init is in the configured memory cgroup");
+            assert_eq!(cgroup_of("pids").as_deref(), Some(expected.as_str()));
+            (
+                format!("/sys/fs/cgroup/memory{expected}/memory.limit_in_bytes"),
+                format!("/sys/fs/cgroup/pids{expected}/pids.max"),
+            )
+        }
+        None => (
+            format!("/sys/fs/cgroup{expected}/memory.max"),
+            format!("/sys/fs/cgroup{expected}/pids.max"),
+        ),
+    };
+    assert_eq!(
+        fs::read_to_string(&mem_file).expect("memory limit").trim(),
+        "67108864"
+    );
+    assert_eq!(
+        fs::read_to_string(&pids_file).expect("pids limit").trim(),
+        "32"
+    );
+    env.hpcc(&["delete", "--force", &id]).ok();
+    assert!(
+        !std::path::Path::new(&pids_file).exists(),
+        "delete removes the cgroup"
+    );
+    env.assert_clean(&id, Some(&init), &bundle);
+}

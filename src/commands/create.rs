@@ -35,6 +35,12 @@ pub fn create_container(
     validate_id(id)?;
     let bundle_dir = opts.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
     let bundle = crate::spec::load_bundle(&bundle_dir)?;
+    let rootless = match ctx.global.rootless {
+        crate::cli::Rootless::True => true,
+        crate::cli::Rootless::False => false,
+        crate::cli::Rootless::Auto => !crate::launch::is_real_root(),
+    };
+    let cgroup = crate::cgroups::plan(&bundle.spec, id, ctx.global.systemd_cgroup, rootless)?;
     let state_dir = ctx.store.claim(id)?;
     let terminal = bundle
         .spec
@@ -58,7 +64,18 @@ pub fn create_container(
             opts,
             console,
             supervised,
-        })?;
+            cgroup: cgroup.clone(),
+            rootless,
+        });
+        let launched = match launched {
+            Ok(l) => l,
+            Err(e) => {
+                if let Some(c) = &cgroup {
+                    let _ = crate::cgroups::remove(c, id);
+                }
+                return Err(e);
+            }
+        };
         let st = ContainerState {
             id: id.to_string(),
             pid: launched.pid,
@@ -73,6 +90,7 @@ pub fn create_container(
             owner: owner_name(),
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             own_pid_ns: launched.own_pid_ns,
+            cgroup: cgroup.clone(),
         };
         let saved = ctx.store.save(&st).and_then(|()| match &opts.pid_file {
             Some(p) => write_pid_file(p, st.pid),

@@ -38,6 +38,11 @@ pub fn run(ctx: &Ctx, a: &DeleteArgs) -> Result<i32> {
 /// Removes a stopped container's state, then runs its poststop hooks
 /// (failures are warnings, as the runtime-spec says).
 pub fn destroy(ctx: &Ctx, st: &ContainerState) -> Result<()> {
+    if let Some(c) = &st.cgroup {
+        if let Err(e) = crate::cgroups::remove(c, &st.id) {
+            crate::logging::warn(&format!("{e:#}"));
+        }
+    }
     ctx.store.remove(&st.id)?;
     if let Some(h) = super::start::lifecycle_hooks(st).and_then(|h| h.poststop().clone()) {
         let mut state = super::state::oci_state(&ctx.store, st);

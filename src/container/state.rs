@@ -32,6 +32,9 @@ pub struct ContainerState {
     /// processes are exactly those in that namespace.
     #[serde(default)]
     pub own_pid_ns: bool,
+    /// The cgroup made for the container, removed by delete.
+    #[serde(default)]
+    pub cgroup: Option<crate::cgroups::CgroupRef>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +244,7 @@ mod tests {
             owner: "root".into(),
             annotations: HashMap::new(),
             own_pid_ns: false,
+            cgroup: None,
         };
         store.save(&st).unwrap();
         assert_eq!(store.load("c1").unwrap(), st);

@@ -8,6 +8,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Msg {
+    /// Child → parent: put me in the container's cgroup (before I make a
+    /// cgroup namespace, whose root is the cgroup I am in).
+    JoinCgroup,
     /// Child → parent: I unshared my user namespace; write my id maps.
     WriteIdMaps,
     /// Parent → child: the maps are written, go on.

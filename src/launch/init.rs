@@ -40,6 +40,8 @@ pub struct InitConfig<'a> {
     hooks: Option<Channel>,
     /// The state JSON the parent sent for createContainer/startContainer.
     hook_state: std::cell::RefCell<Option<serde_json::Value>>,
+    /// The parent will put us in a cgroup first.
+    cgroup: bool,
 }
 
 impl<'a> InitConfig<'a> {
@@ -71,7 +73,12 @@ impl<'a> InitConfig<'a> {
         if needs_init_hooks(spec) {
             cfg.hooks = Some(ch.try_clone()?);
         }
+        cfg.cgroup = req.cgroup.is_some();
         Ok(cfg)
+    }
+
+    pub fn wants_cgroup(&self) -> bool {
+        self.cgroup
     }
 
     /// Image mode: the rootfs is an overlay over the cached image, every
@@ -166,6 +173,7 @@ impl<'a> InitConfig<'a> {
             files: &[],
             hooks: None,
             hook_state: std::cell::RefCell::new(None),
+            cgroup: false,
         })
     }
 }

@@ -52,6 +52,9 @@ pub struct LaunchRequest<'a> {
     /// before it does, init gives up instead of waiting for a `start` that
     /// will never come.
     pub supervised: bool,
+    /// The cgroup to create and put the container in, if any.
+    pub cgroup: Option<crate::cgroups::CgroupRef>,
+    pub rootless: bool,
 }
 
 pub struct Launched {
@@ -156,6 +159,12 @@ fn parent_main(
                 write_id_maps(child.as_raw(), spec)?;
                 ch.send(&Msg::Proceed)?;
             }
+            Some(Msg::JoinCgroup) => {
+                if let Some(c) = &req.cgroup {
+                    crate::cgroups::enter(c, req.id, spec, child.as_raw(), req.rootless)?;
+                }
+                ch.send(&Msg::Proceed)?;
+            }
             Some(Msg::InitPid(p)) => *init_pid = Some(p),
             Some(Msg::CreateRuntime) => {
                 while init_pid.is_none() {
@@ -250,6 +259,10 @@ fn child_main(
     cfg: &init::InitConfig,
     listener: UnixListener,
 ) -> Result<()> {
+    if cfg.wants_cgroup() {
+        ch.send(&Msg::JoinCgroup)?;
+        ch.expect(Msg::Proceed)?;
+    }
     let mut joins = joins.into_iter().peekable();
     if let Some((_, fd)) = joins.next_if(|(f, _)| *f == CloneFlags::CLONE_NEWUSER) {
         setns(&fd, CloneFlags::CLONE_NEWUSER)

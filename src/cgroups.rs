@@ -1,0 +1,115 @@
+//! A thin adapter over libcgroups: v1, v2 and hybrid hierarchies (these
+//! machines are hybrid, where crun refuses to run), and systemd where it
+//! runs. Rootless containers go without a cgroup unless they ask for limits.
+
+use anyhow::{anyhow, bail, Result};
+use libcgroups::common::{
+    create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
+};
+use oci_spec::runtime::{LinuxResources, Spec};
+use std::path::PathBuf;
+
+/// Where a container's cgroup is, as recorded in its state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CgroupRef {
+    pub path: PathBuf,
+    pub systemd: bool,
+}
+
+/// True when the config asks for a limit (device rules alone, which the
+/// default config carries, are not one).
+pub fn asks_for_limits(r: &LinuxResources) -> bool {
+    r.memory().is_some()
+        || r.cpu().is_some()
+        || r.pids().is_some()
+        || r.block_io().is_some()
+        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+        || r.network().is_some()
+        || r.rdma().as_ref().is_some_and(|m| !m.is_empty())
+        || r.unified().as_ref().is_some_and(|m| !m.is_empty())
+}
+
+fn systemd_running() -> bool {
+    std::path::Path::new("/run/systemd/system").is_dir()
+}
+
+/// The container's cgroup: linux.cgroupsPath, else /hpcc/<id>. None for
+/// a rootless container that asks for no limits.
+pub fn plan(spec: &Spec, id: &str, systemd: bool, rootless: bool) -> Result<Option<CgroupRef>> {
+    let linux = spec.linux().as_ref();
+    let limits = linux
+        .and_then(|l| l.resources().as_ref())
+        .is_some_and(asks_for_limits);
+    if rootless && !limits {
+        return Ok(None);
+    }
+    if systemd && !systemd_running() {
+        bail!(
+            "--systemd-cgroup: systemd is not running on this host; drop the flag to use cgroupfs"
+        );
+    }
+    let path = match linux.and_then(|l| l.cgroups_path().clone()) {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => PathBuf::from(format!("/hpcc/{id}")),
+    };
+    Ok(Some(CgroupRef { path, systemd }))
+}
+
+fn manager(c: &CgroupRef, id: &str) -> Result<AnyCgroupManager> {
+    create_cgroup_manager(CgroupConfig {
+        cgroup_path: c.path.clone(),
+        systemd_cgroup: c.systemd,
+        container_name: id.to_string(),
+    })
+    .map_err(|e| anyhow!("cgroup {}: {e}", c.path.display()))
+}
+
+/// Creates the cgroup, applies linux.resources and moves `pid` into it.
+pub fn enter(c: &CgroupRef, id: &str, spec: &Spec, pid: i32, rootless: bool) -> Result<()> {
+    let m = manager(c, id)?;
+    let empty = LinuxResources::default();
+    let resources = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .unwrap_or(&empty);
+    let hint = if rootless {
+        " (an unprivileged user needs a delegated, writable cgroup for limits)"
+    } else {
+        ""
+    };
+    m.add_task(nix::unistd::Pid::from_raw(pid))
+        .map_err(|e| anyhow!("joining cgroup {}: {e}{hint}", c.path.display()))?;
+    let opt = ControllerOpt {
+        resources,
+        disable_oom_killer: false,
+        oom_score_adj: None,
+        freezer_state: None,
+    };
+    m.apply(&opt)
+        .map_err(|e| anyhow!("linux.resources on cgroup {}: {e}{hint}", c.path.display()))
+}
+
+/// Removes the cgroup once its processes are gone.
+pub fn remove(c: &CgroupRef, id: &str) -> Result<()> {
+    manager(c, id)?
+        .remove()
+        .map_err(|e| anyhow!("removing cgroup {}: {e}", c.path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_told_apart_from_device_rules() {
+        let r: LinuxResources = serde_json::from_value(
+            serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}),
+        )
+        .unwrap();
+        assert!(!asks_for_limits(&r));
+        let r: LinuxResources =
+            serde_json::from_value(serde_json::json!({"pids": {"limit": 10}})).unwrap();
+        assert!(asks_for_limits(&r));
+    }
+}
