@@ -110,6 +110,12 @@ pub enum Command {
     Exec(ExecArgs),
     /// List the processes of a container
     Ps(PsArgs),
+    /// Suspend every process of a container (cgroup freezer)
+    Pause(IdArg),
+    /// Resume a paused container
+    Resume(IdArg),
+    /// Change a running container's cgroup resources
+    Update(UpdateArgs),
     /// Run an image: `hpcc run IMAGE [-- CMD...]` (also callable as run-image)
     #[command(name = "run-image")]
     RunImage(RunImageArgs),
@@ -161,6 +167,15 @@ pub struct ExecArgs {
     /// Command and arguments (unless --process)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// JSON file of runtime-spec linux.resources, or - for stdin
+    #[arg(short, long, value_name = "FILE")]
+    pub resources: Option<PathBuf>,
+    /// Container ID
+    pub id: String,
 }
 
 #[derive(Args, Debug)]

@@ -1279,3 +1279,83 @@ fn cgroup_limits_apply_as_root_and_fail_clearly_without_a_writable_cgroup() {
     );
     env.assert_clean(&id, Some(&init), &bundle);
 }
+
+/// The scheduler state of a process ('T' when stopped or frozen by the v1
+/// freezer shows as 'D'/'S'; both are read from /proc).
+fn proc_state(pid: u32) -> char {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next())
+        })
+        .unwrap_or('?')
+}
+
+#[test]
+fn pause_resume_and_update() {
+    let env = TestEnv::new("pause");
+    // A counter the test can watch: it stops advancing while paused.
+    let mut bundle = env.bundle(&sh(
+        "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done",
+    ));
+    if is_root() {
+        let id_for_path = env.id("pause-cg");
+        bundle.edit(|c| {
+            c["linux"]["resources"] = serde_json::json!({"pids": {"limit": 64}});
+            c["linux"]["cgroupsPath"] = serde_json::json!(format!("/hpcc-test/{id_for_path}"));
+        });
+    }
+    bundle.edit(|c| {
+        c["root"]["readonly"] = serde_json::json!(false);
+    });
+    let id = env.id("pause");
+    let init = env.create_and_start(&bundle, &id);
+    let count = || fs::read_to_string(bundle.rootfs().join("tmp/count")).unwrap_or_default();
+    sleep(Duration::from_millis(300));
+    env.hpcc(&["pause", &id]).ok();
+    assert_eq!(env.state(&id)["status"], "paused");
+    sleep(Duration::from_millis(200));
+    let frozen = count();
+    sleep(Duration::from_millis(400));
+    assert_eq!(
+        count(),
+        frozen,
+        "the container kept running while paused (state {})",
+        proc_state(init.pid)
+    );
+    env.hpcc(&["pause", &id]).fails_with("already paused");
+    env.hpcc(&["exec", &id, "true"]).fails_with("paused");
+    env.hpcc(&["resume", &id]).ok();
+    assert_eq!(env.state(&id)["status"], "running");
+    let deadline = Instant::now() + WAIT_LIMIT;
+    while count() == frozen && Instant::now() < deadline {
+        sleep(Duration::from_millis(50));
+    }
+    assert_ne!(count(), frozen, "the container did not resume");
+    if is_root() {
+        let res = env.path("res.json");
+        fs::write(&res, r#"{"pids": {"limit": 99}}"#).expect("resources");
+        env.hpcc(&["update", "--resources", res.to_str().expect("path"), &id])
+            .ok();
+        let cg = fs::read_to_string(format!("/proc/{}/cgroup", init.pid)).expect("cgroup");
+        let pids_path = cg
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(|c: char| c.is_ascii_digit()).and_then(|r| {
+                    r.trim_start_matches(|c: char| c.is_ascii_digit())
+                        .strip_prefix(":pids:")
+                })
+            })
+            .map(|p| format!("/sys/fs/cgroup/pids{p}/pids.max"));
+        if let Some(p) = pids_path {
+            assert_eq!(fs::read_to_string(p).expect("pids.max").trim(), "99");
+        }
+    } else {
+        env.hpcc(&["update", "--resources", "-", &id]).fails();
+    }
+    // A paused container can still be force-deleted.
+    env.hpcc(&["pause", &id]).ok();
+    env.hpcc(&["delete", "--force", &id]).ok();
+    env.assert_clean(&id, Some(&init), &bundle);
+}

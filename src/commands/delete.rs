@@ -26,6 +26,15 @@ pub fn run(ctx: &Ctx, a: &DeleteArgs) -> Result<i32> {
         // Like runc: a container that never started may go without --force.
         Status::Created => kill_and_wait(&st)?,
         Status::Running if a.force => kill_and_wait(&st)?,
+        // Frozen processes cannot die: thaw first.
+        Status::Paused if a.force => {
+            super::pause::set_paused(ctx, &st, false)?;
+            kill_and_wait(&st)?
+        }
+        Status::Paused => bail!(
+            "cannot delete container {} that is not stopped: paused",
+            a.id
+        ),
         Status::Running => bail!(
             "cannot delete container {} that is not stopped: running",
             a.id

@@ -11,8 +11,10 @@ use std::str::FromStr;
 
 pub fn run(ctx: &Ctx, a: &ExecArgs) -> Result<i32> {
     let st = ctx.store.load(&a.id)?;
-    if ctx.store.status(&st) == Status::Stopped {
-        bail!("cannot exec in a stopped container {}", a.id);
+    match ctx.store.status(&st) {
+        Status::Stopped => bail!("cannot exec in a stopped container {}", a.id),
+        Status::Paused => bail!("cannot exec in a paused container {}", a.id),
+        _ => {}
     }
     let bundle = crate::spec::load_bundle(&st.bundle)?;
     let mut spec = bundle.spec.clone();

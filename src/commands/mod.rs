@@ -8,6 +8,7 @@ mod features;
 mod images;
 mod kill;
 mod list;
+mod pause;
 mod ps;
 mod run;
 mod run_image;
@@ -42,6 +43,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Features => features::run(),
         Command::Exec(a) => exec::run(&ctx, &a),
         Command::Ps(a) => ps::run(&ctx, &a),
+        Command::Pause(a) => pause::pause(&ctx, &a.id),
+        Command::Resume(a) => pause::resume(&ctx, &a.id),
+        Command::Update(a) => pause::update(&ctx, &a.id, &a.resources),
         Command::RunImage(a) => run_image::run(&ctx, &a),
         Command::Images(a) => images::list(&a),
         Command::Rmi(a) => images::rmi(&a),

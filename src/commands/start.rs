@@ -16,6 +16,7 @@ pub fn start_container(ctx: &Ctx, id: &str) -> Result<()> {
         Status::Created => {}
         Status::Running => bail!("cannot start an already running container {id}"),
         Status::Stopped => bail!("cannot start a container {id} that has stopped"),
+        Status::Paused => bail!("cannot start a paused container {id}; resume it"),
     }
     let dir = ctx.store.dir(id);
     let dirfd = crate::launch::open_dir_path(&dir)?;

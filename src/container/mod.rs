@@ -4,4 +4,4 @@ mod root;
 pub mod state;
 
 pub use root::{default_root, validate_id};
-pub use state::{ContainerState, StateStore, Status, START_SOCKET};
+pub use state::{ContainerState, StateStore, Status, PAUSED_MARK, START_SOCKET};

@@ -14,6 +14,8 @@ const STATE_FILE: &str = "state.json";
 /// The socket the waiting init listens on; it exists exactly while the
 /// container is created but not yet started.
 pub const START_SOCKET: &str = "start.sock";
+/// Present while `pause` has frozen the container.
+pub const PAUSED_MARK: &str = "paused";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ContainerState {
@@ -41,6 +43,7 @@ pub struct ContainerState {
 pub enum Status {
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -49,6 +52,7 @@ impl Status {
         match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -124,6 +128,8 @@ impl StateStore {
             Status::Stopped
         } else if self.dir(&st.id).join(START_SOCKET).exists() {
             Status::Created
+        } else if self.dir(&st.id).join(PAUSED_MARK).exists() {
+            Status::Paused
         } else {
             Status::Running
         }
