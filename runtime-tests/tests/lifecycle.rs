@@ -1359,3 +1359,47 @@ fn pause_resume_and_update() {
     env.hpcc(&["delete", "--force", &id]).ok();
     env.assert_clean(&id, Some(&init), &bundle);
 }
+
+#[test]
+fn seccomp_profiles_are_enforced() {
+    let env = TestEnv::new("seccomp");
+    for nnp in [true, false] {
+        if !nnp && !is_root() {
+            // Without no_new_privs a filter needs CAP_SYS_ADMIN, which a
+            // rootless container also has in its user namespace; covered
+            // as root only to keep the two halves of the suite alike.
+            continue;
+        }
+        let mut bundle = env.bundle(&sh(
+            "echo before; mkdir /tmp/denied && echo made; echo after",
+        ));
+        bundle.edit(|c| {
+            c["process"]["noNewPrivileges"] = serde_json::json!(nnp);
+            c["linux"]["seccomp"] = serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+                "syscalls": [
+                    {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                    {"names": ["not_a_syscall_anywhere"], "action": "SCMP_ACT_KILL"}
+                ]
+            });
+        });
+        let id = env.id("seccomp");
+        let out = env.hpcc(&["run", "--bundle", bundle.path(), &id]);
+        out.ok();
+        assert_eq!(
+            out.stdout, "before\nafter\n",
+            "mkdir must be refused (nnp={nnp})\n{out}"
+        );
+        assert!(out.stderr.contains("Operation not permitted"), "{out}");
+        env.assert_clean(&id, None, &bundle);
+    }
+    // NOTIFY cannot be honoured: refused before anything runs.
+    let mut bundle = env.bundle(&["true"]);
+    bundle
+        .edit(|c| c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
+    let id = env.id("seccomp-notify");
+    env.hpcc(&["create", "--bundle", bundle.path(), &id])
+        .fails_with("NOTIFY");
+    env.assert_clean(&id, None, &bundle);
+}

@@ -183,6 +183,9 @@ pub struct Prepared {
     path: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
+    /// Seccomp filters to load just before execve (no_new_privs case: as
+    /// late as possible, so waiting for start is not filtered).
+    late_seccomp: Vec<seccompiler::BpfProgram>,
 }
 
 /// Runs in the container init. Returns only on failure (the exit code).
@@ -259,6 +262,9 @@ fn start_hooks(cfg: &InitConfig) -> Result<()> {
 
 /// execve; returns only the error, as text naming the program.
 pub fn exec(p: &Prepared) -> String {
+    if let Err(e) = crate::security::seccomp::load(&p.late_seccomp) {
+        return format!("{e:#}");
+    }
     let err = match nix::unistd::execve(&p.path, &p.argv, &p.envp) {
         Err(e) => e,
         Ok(never) => match never {},
@@ -392,6 +398,16 @@ pub fn prepare_process(cfg: &InitConfig) -> Result<Prepared> {
     // An unprivileged uid under no_new_privs loses every capability at
     // execve and can never regain one (no setuid, no file capabilities),
     // so there is nothing to drop by hand; any other case drops them here.
+    let nnp = process.no_new_privileges() == Some(true);
+    let seccomp = match cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => crate::security::seccomp::compile(s)?,
+        None => Vec::new(),
+    };
+    // Without no_new_privs a filter needs CAP_SYS_ADMIN, which we still
+    // hold now and drop below; with it, the filter waits until execve.
+    if !nnp {
+        crate::security::seccomp::load(&seccomp)?;
+    }
     let exec_drops_all = process.user().uid() != 0
         && process.no_new_privileges() == Some(true)
         && cfg.caps.is_empty();
@@ -420,6 +436,7 @@ pub fn prepare_process(cfg: &InitConfig) -> Result<Prepared> {
     }
     crate::sys::reset_signal_dispositions();
     Ok(Prepared {
+        late_seccomp: if nnp { seccomp } else { Vec::new() },
         path: cstring(path.as_os_str().as_encoded_bytes(), "program path")?,
         argv: args
             .iter()

@@ -80,8 +80,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
             check_sysctl(key, &seen)?;
         }
     }
-    if linux.seccomp().is_some() {
-        bail!("config.json: linux.seccomp is not implemented yet; remove it to run this bundle");
+    if let Some(s) = linux.seccomp() {
+        crate::security::seccomp::compile(s)?;
     }
     for m in spec.mounts().as_deref().unwrap_or(&[]) {
         if !m.destination().is_absolute() {
