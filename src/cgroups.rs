@@ -90,6 +90,13 @@ pub fn enter(c: &CgroupRef, id: &str, spec: &Spec, pid: i32, rootless: bool) -> 
         .map_err(|e| anyhow!("linux.resources on cgroup {}: {e}{hint}", c.path.display()))
 }
 
+/// Moves `pid` into an existing container cgroup (`exec`).
+pub fn join(c: &CgroupRef, id: &str, pid: i32) -> Result<()> {
+    manager(c, id)?
+        .add_task(nix::unistd::Pid::from_raw(pid))
+        .map_err(|e| anyhow!("joining cgroup {}: {e}", c.path.display()))
+}
+
 /// Removes the cgroup once its processes are gone.
 pub fn remove(c: &CgroupRef, id: &str) -> Result<()> {
     manager(c, id)?

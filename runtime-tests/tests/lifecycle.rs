@@ -1272,7 +1272,34 @@ fn cgroup_limits_apply_as_root_and_fail_clearly_without_a_writable_cgroup() {
         fs::read_to_string(&pids_file).expect("pids limit").trim(),
         "32"
     );
+    // An exec'd process joins the container's cgroup too.
+    let exec_pid_file = env.path("exec-cg.pid");
+    env.hpcc(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        exec_pid_file.to_str().expect("path"),
+        &id,
+        "sleep",
+        "100",
+    ])
+    .ok();
+    let exec_pid = read_pid_file(&exec_pid_file);
+    let exec_proc = env.live(exec_pid);
+    let cgroup_line = |pid: u32| {
+        fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .expect("cgroup")
+            .lines()
+            .find(|l| l.contains(":pids:") || l.starts_with("0::"))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        cgroup_line(exec_pid),
+        cgroup_line(init.pid),
+        "the exec'd process is in the container's cgroup"
+    );
     env.hpcc(&["delete", "--force", &id]).ok();
+    exec_proc.assert_gone("the exec'd process");
     assert!(
         !std::path::Path::new(&pids_file).exists(),
         "delete removes the cgroup"

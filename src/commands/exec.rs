@@ -48,6 +48,7 @@ pub fn run(ctx: &Ctx, a: &ExecArgs) -> Result<i32> {
         init_pid: st.pid,
         preserve_fds: a.preserve_fds,
         console: theirs,
+        cgroup: st.cgroup.as_ref().map(|c| (c, st.id.as_str())),
     })?;
     if let Some(p) = &a.pid_file {
         super::create::write_pid_file(p, pid)?;

@@ -22,6 +22,8 @@ pub struct ExecRequest<'a> {
     pub preserve_fds: u32,
     /// Where the pty master goes when process.terminal is set.
     pub console: Option<UnixStream>,
+    /// The container's cgroup, which the process joins too.
+    pub cgroup: Option<(&'a crate::cgroups::CgroupRef, &'a str)>,
 }
 
 fn proc_name(t: LinuxNamespaceType) -> &'static str {
@@ -88,7 +90,7 @@ pub fn exec_into(req: ExecRequest) -> Result<i32> {
         ForkResult::Child => {
             drop(parent_ch);
             drop(err_r);
-            let code = match enter_and_fork(&child_ch, joins, &cfg, err_w) {
+            let code = match enter_and_fork(&child_ch, joins, &cfg, err_w, req.cgroup.is_some()) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = child_ch.send(&Msg::Error(format!("{e:#}")));
@@ -100,7 +102,18 @@ pub fn exec_into(req: ExecRequest) -> Result<i32> {
         ForkResult::Parent { child } => {
             drop(child_ch);
             drop(err_w);
-            let pid = match parent_ch.recv() {
+            let mut pid = parent_ch.recv();
+            if let Ok(Some(Msg::JoinCgroup)) = pid {
+                let joined = match req.cgroup {
+                    Some((c, id)) => crate::cgroups::join(c, id, child.as_raw()),
+                    None => Ok(()),
+                };
+                pid = match joined.and_then(|()| parent_ch.send(&Msg::Proceed)) {
+                    Ok(()) => parent_ch.recv(),
+                    Err(e) => Err(e),
+                };
+            }
+            let pid = match pid {
                 Ok(Some(Msg::InitPid(p))) => Ok(p),
                 Ok(Some(Msg::Error(e))) => Err(anyhow!(e)),
                 Ok(_) => Err(anyhow!("exec: the process did not start")),
@@ -123,7 +136,14 @@ fn enter_and_fork(
     joins: Vec<(CloneFlags, OwnedFd)>,
     cfg: &InitConfig,
     err_w: OwnedFd,
+    cgroup: bool,
 ) -> Result<()> {
+    // Into the container's cgroup first, while our cgroup namespace is
+    // still the host's.
+    if cgroup {
+        ch.send(&Msg::JoinCgroup)?;
+        ch.expect(Msg::Proceed)?;
+    }
     for (flag, fd) in joins {
         setns(&fd, flag).map_err(|e| anyhow!("joining the container's namespace {flag:?}: {e}"))?;
     }
