@@ -1430,3 +1430,26 @@ fn seccomp_profiles_are_enforced() {
         .fails_with("NOTIFY");
     env.assert_clean(&id, None, &bundle);
 }
+
+#[test]
+fn security_labels_the_host_cannot_enforce_are_refused() {
+    let env = TestEnv::new("labels");
+    let apparmor = fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y");
+    let selinux = std::path::Path::new("/sys/fs/selinux/enforce").exists();
+    for (field, needle, host_has_it) in [
+        ("apparmorProfile", "AppArmor is not enabled", apparmor),
+        ("selinuxLabel", "SELinux is not enabled", selinux),
+    ] {
+        if host_has_it {
+            eprintln!("labels: this host enforces {field}; the refusal path is not reachable here");
+            continue;
+        }
+        let mut bundle = env.bundle(&["true"]);
+        bundle.edit(|c| c["process"][field] = serde_json::json!("hpcc-test-label"));
+        let id = env.id("labels");
+        env.hpcc(&["create", "--bundle", bundle.path(), &id])
+            .fails_with(needle);
+        env.assert_clean(&id, None, &bundle);
+    }
+}

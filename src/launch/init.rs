@@ -435,6 +435,10 @@ pub fn prepare_process(cfg: &InitConfig) -> Result<Prepared> {
         crate::sys::cloexec_from(first).map_err(|e| anyhow!("close_range: {e}"))?;
     }
     crate::sys::reset_signal_dispositions();
+    crate::security::labels::set_exec_labels(
+        process.apparmor_profile().as_deref(),
+        process.selinux_label().as_deref(),
+    )?;
     Ok(Prepared {
         late_seccomp: if nnp { seccomp } else { Vec::new() },
         path: cstring(path.as_os_str().as_encoded_bytes(), "program path")?,

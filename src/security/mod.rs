@@ -1,6 +1,7 @@
 //! What the container process may do: identity, capabilities, rlimits.
 
 pub mod caps;
+pub mod labels;
 pub mod rlimits;
 pub mod seccomp;
 pub mod user;

@@ -26,6 +26,23 @@ pub fn validate(spec: &Spec) -> Result<()> {
         Some(args) if !args.is_empty() && !args[0].is_empty() => {}
         _ => bail!("config.json: process.args must name a program"),
     }
+    // A label the host cannot enforce must fail, not be dropped silently.
+    if let Some(p) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        if !crate::security::labels::apparmor_enabled() {
+            bail!(
+                "config.json: process.apparmorProfile {p:?}: AppArmor is not enabled on this host"
+            );
+        }
+    }
+    if let Some(l) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
+        if !crate::security::labels::selinux_enabled() {
+            bail!("config.json: process.selinuxLabel {l:?}: SELinux is not enabled on this host");
+        }
+    }
     if !process.cwd().is_absolute() {
         bail!(
             "config.json: process.cwd {:?} must be an absolute path",
