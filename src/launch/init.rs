@@ -126,6 +126,12 @@ impl<'a> InitConfig<'a> {
 
     /// The terminal for an `exec`'d process, made inside the container.
     pub fn exec_terminal(&self) -> Result<()> {
+        self.terminal(false)
+    }
+
+    /// The pty, when process.terminal asked for one; `is_console` also
+    /// binds it on /dev/console (the container's first process only).
+    fn terminal(&self, is_console: bool) -> Result<()> {
         let (Some(sock), Some(process)) = (&self.console, self.spec.process()) else {
             return Ok(());
         };
@@ -138,7 +144,7 @@ impl<'a> InitConfig<'a> {
             size,
             process.user().uid(),
             process.user().gid(),
-            false,
+            is_console,
         )
     }
 
@@ -343,19 +349,7 @@ pub fn build_container(cfg: &InitConfig) -> Result<()> {
     for (path, data) in cfg.files {
         rootfs::files::write_private_file(path, data)?;
     }
-    if let Some(sock) = &cfg.console {
-        let size = process
-            .console_size()
-            .as_ref()
-            .map(|b| (b.height() as u16, b.width() as u16));
-        super::console::setup_in_container(
-            sock,
-            size,
-            process.user().uid(),
-            process.user().gid(),
-            true,
-        )?;
-    }
+    cfg.terminal(true)?;
     if cfg.ns.has_uts {
         if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
             nix::unistd::sethostname(h).map_err(|e| anyhow!("hostname {h:?}: {e}"))?;
