@@ -1453,3 +1453,138 @@ fn security_labels_the_host_cannot_enforce_are_refused() {
         env.assert_clean(&id, None, &bundle);
     }
 }
+
+/// Receives one fd sent with SCM_RIGHTS on `sock` (what conmon and
+/// go-runc do with --console-socket).
+fn recv_one_fd(sock: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut data = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    let mut cbuf = [0u8; 64];
+    // SAFETY: msghdr is plain data; the pointers below outlive recvmsg.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = cbuf.len() as _;
+    // SAFETY: msg points at live buffers of the sizes given.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    assert!(n >= 0, "recvmsg: {}", std::io::Error::last_os_error());
+    // SAFETY: the kernel filled the control buffer; CMSG_FIRSTHDR/DATA walk it.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        assert!(
+            !cmsg.is_null() && (*cmsg).cmsg_type == libc::SCM_RIGHTS,
+            "no SCM_RIGHTS message"
+        );
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const i32);
+        std::os::fd::OwnedFd::from_raw_fd(fd)
+    }
+}
+
+#[test]
+fn console_socket_receives_the_pty_master() {
+    let env = TestEnv::new("console");
+    let mut bundle = env.bundle(&sh("tty; echo out-through-the-pty"));
+    bundle.edit(|c| c["process"]["terminal"] = serde_json::json!(true));
+    let sock_path = env.path("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).expect("bind console socket");
+    let id = env.id("console");
+    let accept = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept");
+        recv_one_fd(&conn)
+    });
+    env.hpcc(&[
+        "create",
+        "--bundle",
+        bundle.path(),
+        "--console-socket",
+        sock_path.to_str().expect("path"),
+        &id,
+    ])
+    .ok();
+    let master = accept.join().expect("console thread");
+    env.hpcc(&["start", &id]).ok();
+    let mut out = Vec::new();
+    let mut f = std::fs::File::from(master);
+    // Read until the slave side closes (EIO) or the text has arrived.
+    let deadline = Instant::now() + WAIT_LIMIT;
+    let mut buf = [0u8; 256];
+    while Instant::now() < deadline
+        && !String::from_utf8_lossy(&out).contains("out-through-the-pty")
+    {
+        match std::io::Read::read(&mut f, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("/dev/pts/0"),
+        "the program's stdin is the pty: {text}"
+    );
+    assert!(text.contains("out-through-the-pty"), "{text}");
+    env.wait_status(&id, "stopped");
+    env.hpcc(&["delete", &id]).ok();
+    env.assert_clean(&id, None, &bundle);
+}
+
+#[test]
+fn process_attributes_are_observed_inside() {
+    let env = TestEnv::new("attrs");
+    let script = "grep CapEff /proc/self/status | tr -d '\\t'; ulimit -n; cat /proc/self/oom_score_adj; umask; \
+                  id -u; id -G; stat -c '%F %t:%T' /dev/fuse; \
+                  m=none; for f in /proc/timer_list /proc/keys /proc/sched_debug /proc/kcore; do \
+                  if [ -e $f ]; then m=$(wc -c < $f); break; fi; done; echo masked:$m; \
+                  (echo 1 > /proc/sys/kernel/domainname) 2>/dev/null || echo ro-sys";
+    let mut bundle = env.bundle(&sh(script));
+    let root = is_root();
+    bundle.edit(|c| {
+        let p = &mut c["process"];
+        let caps = serde_json::json!(["CAP_CHOWN", "CAP_KILL"]);
+        p["capabilities"] = serde_json::json!({"bounding": caps, "effective": caps, "permitted": caps});
+        p["rlimits"] = serde_json::json!([{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 512}]);
+        p["oomScoreAdj"] = serde_json::json!(500);
+        p["user"]["umask"] = serde_json::json!(0o027);
+        if root {
+            p["user"]["additionalGids"] = serde_json::json!([10, 20]);
+        }
+        c["linux"]["devices"] = serde_json::json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438}]);
+    });
+    let id = env.id("attrs");
+    let out = env.hpcc(&["run", "--bundle", bundle.path(), &id]);
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    // CAP_CHOWN (bit 0) and CAP_KILL (bit 5) only.
+    assert_eq!(
+        lines.first().copied(),
+        Some("CapEff:0000000000000021"),
+        "{out}"
+    );
+    assert_eq!(lines.get(1).copied(), Some("512"), "{out}");
+    assert_eq!(lines.get(2).copied(), Some("500"), "{out}");
+    assert_eq!(lines.get(3).copied(), Some("0027"), "{out}");
+    assert_eq!(lines.get(4).copied(), Some("0"), "{out}");
+    if root {
+        assert_eq!(lines.get(5).copied(), Some("0 10 20"), "{out}");
+    }
+    assert_eq!(
+        lines.get(6).copied(),
+        Some("character special file a:e5"),
+        "{out}"
+    );
+    let masked = lines.get(7).copied().unwrap_or("");
+    assert!(
+        masked == "masked:0" || masked == "masked:none",
+        "masked /proc files read empty\n{out}"
+    );
+    assert_eq!(
+        lines.get(8).copied(),
+        Some("ro-sys"),
+        "/proc/sys is read-only\n{out}"
+    );
+    env.assert_clean(&id, None, &bundle);
+}
