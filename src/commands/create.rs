@@ -34,7 +34,14 @@ pub fn create_container(
 ) -> Result<Created> {
     validate_id(id)?;
     let bundle_dir = opts.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
-    let bundle = crate::spec::load_bundle(&bundle_dir)?;
+    let mut bundle = crate::spec::load_bundle(&bundle_dir)?;
+    // systemd socket activation, as runc honours it: fds 3.. of LISTEN_FDS
+    // pass to the container, which is told about them.
+    let listen_fds = socket_activation(&mut bundle.spec)?;
+    let opts = &CreateOpts {
+        preserve_fds: opts.preserve_fds.max(listen_fds),
+        ..opts.clone()
+    };
     let rootless = match ctx.global.rootless {
         crate::cli::Rootless::True => true,
         crate::cli::Rootless::False => false,
@@ -113,6 +120,25 @@ pub fn create_container(
         let _ = ctx.store.remove(id);
     }
     result
+}
+
+/// LISTEN_FDS=N in our environment: keep fds 3..3+N open and set
+/// LISTEN_FDS=N and LISTEN_PID=1 in the container's environment.
+fn socket_activation(spec: &mut oci_spec::runtime::Spec) -> Result<u32> {
+    let Some(n) = std::env::var("LISTEN_FDS").ok().filter(|v| !v.is_empty()) else {
+        return Ok(0);
+    };
+    let n: u32 = n
+        .parse()
+        .map_err(|_| anyhow::anyhow!("LISTEN_FDS={n:?} is not a number"))?;
+    if let Some(p) = spec.process_mut() {
+        let mut env = p.env().clone().unwrap_or_default();
+        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+        env.push(format!("LISTEN_FDS={n}"));
+        env.push("LISTEN_PID=1".to_string());
+        p.set_env(Some(env));
+    }
+    Ok(n)
 }
 
 /// Writes the pid file atomically, relative to our cwd like runc.
