@@ -1640,3 +1640,37 @@ fn socket_activation_fds_reach_the_container() {
     );
     env.assert_clean(&id, None, &bundle);
 }
+
+#[test]
+fn sysctls_rlimits_and_recursive_read_only_binds() {
+    let env = TestEnv::new("more");
+    // A namespaced sysctl is written inside the container.
+    let mut bundle = env.bundle(&sh(
+        "cat /proc/sys/kernel/shmmni; touch /data/sub/x 2>/dev/null || echo ro-sub",
+    ));
+    let data = env.path("data");
+    fs::create_dir_all(data.join("sub")).expect("data");
+    // A bind made read-only with "rro" (mount_setattr, the whole tree).
+    bundle.edit(|c| {
+        c["linux"]["sysctl"] = serde_json::json!({"kernel.shmmni": "2048"});
+        c["mounts"]
+            .as_array_mut()
+            .expect("mounts")
+            .push(serde_json::json!(
+            {"destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rro"]}));
+    });
+    let id = env.id("more");
+    let out = env.hpcc(&["run", "--bundle", bundle.path(), &id]);
+    out.ok();
+    assert_eq!(out.stdout, "2048\nro-sub\n", "{out}");
+    env.assert_clean(&id, None, &bundle);
+    // An rlimit above the hard limit fails with a message naming it.
+    let mut bundle = env.bundle(&["true"]);
+    bundle.edit(|c| {
+        c["process"]["rlimits"] = serde_json::json!([{"type": "RLIMIT_NOFILE", "hard": 1u64 << 40, "soft": 1u64 << 40}]);
+    });
+    let id = env.id("rlimit");
+    env.hpcc(&["create", "--bundle", bundle.path(), &id])
+        .fails_with("RLIMIT_NOFILE");
+    env.assert_clean(&id, None, &bundle);
+}
