@@ -55,7 +55,7 @@ pub struct GlobalOpts {
     /// Log debug information
     #[arg(long)]
     pub debug: bool,
-    /// Use the systemd cgroup driver (accepted for runc compatibility)
+    /// Use the systemd cgroup driver (an error where systemd does not run)
     #[arg(long = "systemd-cgroup")]
     pub systemd_cgroup: bool,
     /// Treat the caller as unprivileged: true, false or auto
@@ -110,7 +110,7 @@ pub enum Command {
     Exec(ExecArgs),
     /// List the processes of a container
     Ps(PsArgs),
-    /// Suspend every process of a container (cgroup freezer)
+    /// Suspend every process of a container (cgroup freezer, else SIGSTOP)
     Pause(IdArg),
     /// Resume a paused container
     Resume(IdArg),
