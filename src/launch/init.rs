@@ -23,6 +23,8 @@ pub struct InitConfig<'a> {
     bundle: &'a Path,
     ns: NsPlan,
     caps: CapPlan,
+    /// Compiled linux.seccomp, loaded by prepare_process.
+    seccomp: Vec<seccompiler::BpfProgram>,
     use_mknod: bool,
     no_pivot: bool,
     no_new_keyring: bool,
@@ -56,15 +58,13 @@ impl<'a> InitConfig<'a> {
             .process()
             .as_ref()
             .ok_or_else(|| anyhow!("config.json: process is required"))?;
-        let caps = CapPlan::from_spec(process.capabilities().as_ref())?;
         let terminal = process.terminal().unwrap_or(false);
         let console = match (&req.console, terminal) {
             (Some(s), true) => Some(OwnedFd::from(s.try_clone().context("console socket")?)),
             (None, true) => bail!("process.terminal is true but no --console-socket was given"),
             (_, false) => None,
         };
-        let mut cfg =
-            InitConfig::base(req.id, spec, &req.bundle.rootfs, &req.bundle.dir, ns, caps)?;
+        let mut cfg = InitConfig::base(req.id, spec, &req.bundle.rootfs, &req.bundle.dir, ns)?;
         cfg.no_pivot = req.opts.no_pivot;
         cfg.no_new_keyring = req.opts.no_new_keyring;
         cfg.preserve_fds = Some(req.opts.preserve_fds);
@@ -91,12 +91,7 @@ impl<'a> InitConfig<'a> {
         ns: &NsPlan,
         files: &'a [(PathBuf, Vec<u8>)],
     ) -> Result<Self> {
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| anyhow!("process is required"))?;
-        let caps = CapPlan::from_spec(process.capabilities().as_ref())?;
-        let mut cfg = InitConfig::base("image", spec, merged, lower, ns, caps)?;
+        let mut cfg = InitConfig::base("image", spec, merged, lower, ns)?;
         cfg.no_new_keyring = true;
         cfg.preserve_fds = None;
         cfg.overlay_lower = Some(lower);
@@ -112,12 +107,7 @@ impl<'a> InitConfig<'a> {
         preserve_fds: u32,
         console: Option<OwnedFd>,
     ) -> Result<Self> {
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| anyhow!("process is required"))?;
-        let caps = CapPlan::from_spec(process.capabilities().as_ref())?;
-        let mut cfg = InitConfig::base("exec", spec, Path::new("/"), Path::new("/"), ns, caps)?;
+        let mut cfg = InitConfig::base("exec", spec, Path::new("/"), Path::new("/"), ns)?;
         cfg.no_new_keyring = true;
         cfg.preserve_fds = Some(preserve_fds);
         cfg.console = console;
@@ -148,14 +138,24 @@ impl<'a> InitConfig<'a> {
         )
     }
 
+    /// What every front door shares: the capability plan and the seccomp
+    /// filters are derived here once, in the parent, before any fork.
     fn base(
         id: &'a str,
         spec: &'a Spec,
         rootfs: &'a Path,
         bundle: &'a Path,
         ns: &NsPlan,
-        caps: CapPlan,
     ) -> Result<Self> {
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| anyhow!("config.json: process is required"))?;
+        let caps = CapPlan::from_spec(process.capabilities().as_ref())?;
+        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => crate::security::seccomp::compile(s)?,
+            None => Vec::new(),
+        };
         if ns.create.is_empty() && !ns.new_user && ns.join.is_empty() {
             bail!("config.json: linux.namespaces is empty");
         }
@@ -169,6 +169,7 @@ impl<'a> InitConfig<'a> {
             bundle,
             ns: ns.clone(),
             caps,
+            seccomp,
             use_mknod: !ns.in_userns && super::is_real_root(),
             no_pivot: false,
             no_new_keyring: false,
@@ -393,14 +394,10 @@ pub fn prepare_process(cfg: &InitConfig) -> Result<Prepared> {
     // execve and can never regain one (no setuid, no file capabilities),
     // so there is nothing to drop by hand; any other case drops them here.
     let nnp = process.no_new_privileges() == Some(true);
-    let seccomp = match cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => crate::security::seccomp::compile(s)?,
-        None => Vec::new(),
-    };
     // Without no_new_privs a filter needs CAP_SYS_ADMIN, which we still
     // hold now and drop below; with it, the filter waits until execve.
     if !nnp {
-        crate::security::seccomp::load(&seccomp)?;
+        crate::security::seccomp::load(&cfg.seccomp)?;
     }
     let exec_drops_all = process.user().uid() != 0
         && process.no_new_privileges() == Some(true)
@@ -434,7 +431,7 @@ pub fn prepare_process(cfg: &InitConfig) -> Result<Prepared> {
         process.selinux_label().as_deref(),
     )?;
     Ok(Prepared {
-        late_seccomp: if nnp { seccomp } else { Vec::new() },
+        late_seccomp: if nnp { cfg.seccomp.clone() } else { Vec::new() },
         path: cstring(path.as_os_str().as_encoded_bytes(), "program path")?,
         argv: args
             .iter()
