@@ -22,10 +22,11 @@ pub fn validate_id(id: &str) -> Result<()> {
 /// `/run/user/<uid>/hpcc` when that directory is ours, then `/tmp/hpcc-<uid>`.
 pub fn default_root() -> PathBuf {
     let uid = nix::unistd::geteuid();
-    if uid.is_root() {
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty());
+    if uid.is_root() && (xdg.is_none() || !root_of_a_user_namespace()) {
         return PathBuf::from("/run/hpcc");
     }
-    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty()) {
+    if let Some(x) = xdg {
         return PathBuf::from(x).join("hpcc");
     }
     let run_user = PathBuf::from(format!("/run/user/{uid}"));
@@ -33,6 +34,14 @@ pub fn default_root() -> PathBuf {
         return run_user.join("hpcc");
     }
     PathBuf::from(format!("/tmp/hpcc-{uid}"))
+}
+
+/// Rootless podman runs its runtime as uid 0 of a user namespace it made,
+/// where /run belongs to nobody: such a "root" is an ordinary user and keeps
+/// state in its XDG_RUNTIME_DIR, runc's rule (unless USER says root, as
+/// when real root runs in a container).
+fn root_of_a_user_namespace() -> bool {
+    !crate::launch::in_initial_userns() && std::env::var_os("USER").is_none_or(|u| u != "root")
 }
 
 #[cfg(test)]
