@@ -1,6 +1,7 @@
 //! Building the container's filesystem view inside its mount namespace:
 //! mounts, /dev, pivot_root, then masked and read-only paths.
 
+mod cgroupfs;
 pub mod devices;
 pub mod files;
 pub mod mounts;

@@ -175,9 +175,10 @@ fn locked_flags(path: &Path, explicit_atime: bool) -> Result<MsFlags> {
     Ok(out)
 }
 
-/// A cgroup mount: a fresh cgroup2 when the container has its own cgroup
-/// namespace on a unified host, otherwise the host's hierarchy bound in
-/// (hybrid and v1 hosts, and unprivileged users who may not mount cgroup2).
+/// A cgroup mount: on v1 and hybrid hosts one mount per hierarchy (see
+/// `cgroupfs`); on a unified host a fresh cgroup2 when the container has
+/// its own cgroup namespace, otherwise the host's hierarchy bound in (an
+/// unprivileged user may not mount cgroup2 outside one).
 fn mount_cgroup(
     ctx: &MountContext,
     dest: &Path,
@@ -185,7 +186,13 @@ fn mount_cgroup(
     opts: &MountOptions,
 ) -> Result<()> {
     let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
-    if ctx.has_cgroupns && is_cgroup2("/sys/fs/cgroup") {
+    if !is_cgroup2("/sys/fs/cgroup") {
+        super::cgroupfs::mount_v1(ctx, dest, target, flags)?;
+        let mut rest = opts.clone();
+        rest.flags = MsFlags::empty();
+        return finish(ctx, dest, &rest, false);
+    }
+    if ctx.has_cgroupns {
         match mount(
             Some("cgroup2"),
             &fd_path(target),
