@@ -21,7 +21,7 @@ MPICH_IMAGE := $(abspath target/hpcc-mpi/mpich.tar)
 export HPCC_MPI_IMAGE ?= $(MPI_IMAGE)
 export HPCC_MPICH_IMAGE ?= $(MPICH_IMAGE)
 
-.PHONY: all build install demo test unit runtime-tests runtime-tests-rootless lint clean mpi-image bench FORCE
+.PHONY: all build install demo test unit runtime-tests runtime-tests-rootless integration lint clean mpi-image bench FORCE
 
 all: build
 
@@ -37,7 +37,7 @@ install: build
 demo: build
 	@sh integration/demo.sh $(abspath $(BIN))
 
-test: lint unit mpi-image runtime-tests runtime-tests-rootless
+test: lint unit mpi-image runtime-tests runtime-tests-rootless integration
 	@echo "make test: all suites passed"
 
 # Needs root (debootstrap); as a user it is skipped and the MPI tests say so.
@@ -61,6 +61,11 @@ runtime-tests: build
 # The same conformance tests as an unprivileged user: rootless is the main case.
 runtime-tests-rootless: build
 	@sh integration/run-rootless.sh $(TEST_USER) $(abspath $(BIN)) "$(CARGO) test $(CARGO_FLAGS) -p runtime-tests"
+
+# Real clients against the built binary: containerd (ctr), Docker, podman
+# and a one-node Slurm cluster, as root and (podman, Slurm) as TEST_USER.
+integration: build mpi-image
+	TEST_USER=$(TEST_USER) bash integration/clients/run.sh $(abspath $(BIN))
 
 # Side-by-side performance against the peers; never part of make test.
 bench: build mpi-image

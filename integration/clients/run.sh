@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The client suites: real podman, containerd, Docker and Slurm against the
+# hpcc binary just built. As root it runs the root suites, then the
+# rootless ones (podman, Slurm) as TEST_USER through setpriv.
+# Usage: run.sh HPCC_BIN [SUITE.bats ...]
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=${1:?usage: run.sh HPCC_BIN [SUITE.bats ...]}
+shift
+TEST_USER=${TEST_USER:-hpcctest}
+command -v bats >/dev/null || { echo "run.sh: bats is missing (apt-get install bats)" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/hpcc-clients.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+chmod 755 "$WORK"
+# A copy every user can run, as the daemons and the test user need.
+install -m 0755 "$BIN" "$WORK/hpcc"
+export HPCC=$WORK/hpcc
+export HPCC_IMAGE=$WORK/busybox.tar HPCC_IMAGE_TAG=hpcc-busybox:latest
+sh "$HERE/mkimage.sh" "$HPCC_IMAGE" "$HPCC_IMAGE_TAG"
+export HPCC_MPI_IMAGE=${HPCC_MPI_IMAGE:-}
+if [ -n "$HPCC_MPI_IMAGE" ] && [ -f "$HPCC_MPI_IMAGE" ]; then
+    install -m 0644 "$HPCC_MPI_IMAGE" "$WORK/mpi.tar"
+    HPCC_MPI_IMAGE=$WORK/mpi.tar
+fi
+
+if [ "$#" -gt 0 ]; then
+    suites=()
+    for s in "$@"; do suites+=("$(realpath "$s")"); done
+else
+    suites=("$HERE"/*.bats)
+fi
+
+failed=()
+# Every bats line also goes to one file, to count the results at the end.
+TAP=$WORK/results.tap
+: >"$TAP"
+echo "=== client suites as $(id -un) ==="
+for s in "${suites[@]}"; do
+    bats --print-output-on-failure "$s" | tee -a "$TAP" || failed+=("$(basename "$s") as $(id -un)")
+done
+
+# Rootless is the main case: the suites that make sense for a user run again.
+if [ "$(id -u)" = 0 ]; then
+    id -u "$TEST_USER" >/dev/null 2>&1 || useradd -m "$TEST_USER"
+    home=$(getent passwd "$TEST_USER" | cut -d: -f6)
+    mkdir -m 700 "$WORK/tmp" && chown "$TEST_USER:" "$WORK/tmp"
+    # Slurm's daemons need root: one cluster for the user's suites.
+    if command -v slurmd >/dev/null && printf '%s\n' "${suites[@]}" | grep -q 'slurm.bats$'; then
+        mkdir "$WORK/slurm"
+        sh "$HERE/../slurm/start-cluster.sh" "$WORK/slurm" >/dev/null
+        export SLURM_TEST_DIR=$WORK/slurm
+        trap 'sh "$HERE/../slurm/stop-cluster.sh" "$WORK/slurm"; rm -rf "$WORK"' EXIT
+    fi
+    echo "=== client suites as $TEST_USER ==="
+    for s in "${suites[@]}"; do
+        grep -q '^# rootless: yes' "$s" || continue
+        (cd "$WORK/tmp" && setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups \
+            env -i HOME="$home" USER="$TEST_USER" PATH=/usr/sbin:/usr/bin:/sbin:/bin TMPDIR="$WORK/tmp" \
+            HPCC="$HPCC" HPCC_IMAGE="$HPCC_IMAGE" HPCC_IMAGE_TAG="$HPCC_IMAGE_TAG" \
+            HPCC_MPI_IMAGE="$HPCC_MPI_IMAGE" HPCC_REQUIRE_CLIENTS="${HPCC_REQUIRE_CLIENTS:-0}" \
+            ${SLURM_TEST_DIR:+SLURM_TEST_DIR=$SLURM_TEST_DIR} \
+            bats --print-output-on-failure "$s") </dev/null | tee -a "$TAP" || failed+=("$(basename "$s") as $TEST_USER")
+    done
+fi
+
+passed=$(grep -c '^ok ' "$TAP" || true)
+skipped=$(grep -c '^ok .* # skip' "$TAP" || true)
+echo "client suites: $((passed - skipped)) passed, $(grep -c '^not ok ' "$TAP" || true) failed, $skipped skipped"
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "=== client suites FAILED: ${failed[*]} ===" >&2
+    exit 1
+fi
+echo "=== client suites passed ==="
