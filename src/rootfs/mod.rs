@@ -10,7 +10,7 @@ mod overlay;
 pub mod pivot;
 pub mod resolve;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::Mode;
@@ -40,16 +40,22 @@ pub struct RootfsPlan<'a> {
 /// container's mount namespace, in the init process.
 pub fn prepare(plan: &RootfsPlan) -> Result<()> {
     let linux = plan.spec.linux().as_ref();
-    let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        Some(p) if !p.is_empty() => Some(options::parse_propagation(p).ok_or_else(|| {
-            anyhow!("config.json: linux.rootfsPropagation {p:?} is not a propagation mode")
-        })?),
-        _ => None,
+    // Nothing we mount may propagate back to the host, unless shared was
+    // asked for (the copy of a shared mount stays in the host's peer
+    // group). Unbindable comes last: binds from the host must work first.
+    let asked = root_propagation(plan.spec)?;
+    let initial = match asked {
+        Some(p) if !p.contains(MsFlags::MS_UNBINDABLE) => p,
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
-    // Nothing we mount may propagate back to the host.
-    let initial = propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     mount(None::<&str>, "/", None::<&str>, initial, None::<&str>)
         .map_err(|e| anyhow!("setting / propagation: {e}"))?;
+    // pivot_root refuses a shared parent mount: as runc does, make the
+    // rootfs's parent private (in our namespace); the asked-for mode is
+    // set on the new / after the pivot.
+    if initial.contains(MsFlags::MS_SHARED) {
+        make_parent_mount_private(plan.rootfs)?;
+    }
     if let Some(lower) = plan.overlay_lower {
         // The overlay is itself a mount point, as pivot_root requires.
         overlay::mount_overlay(lower, plan.rootfs)?;
@@ -102,11 +108,21 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
     } else {
         pivot::pivot_into(plan.rootfs)?;
     }
-    if let Some(p) = propagation {
-        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
-            .map_err(|e| anyhow!("setting rootfs propagation: {e}"))?;
-    }
     Ok(())
+}
+
+/// linux.rootfsPropagation as mount(2) flags; None when not set.
+fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
+    match spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    {
+        Some(p) if !p.is_empty() => Ok(Some(options::parse_propagation(p).ok_or_else(|| {
+            anyhow!("config.json: linux.rootfsPropagation {p:?} is not a propagation mode")
+        })?)),
+        _ => Ok(None),
+    }
 }
 
 /// After pivot_root: masked paths, read-only paths and a read-only root.
@@ -131,7 +147,35 @@ pub fn finalize(plan: &RootfsPlan) -> Result<()> {
         mounts::remount_bind(&root, MsFlags::MS_RDONLY, plan.in_userns, false)
             .context("making the root read-only")?;
     }
+    // The asked-for mode of the new root, set after the pivot (it is the
+    // new / it describes) and after the masks, whose /dev/null binds an
+    // unbindable tree would refuse.
+    if let Some(p) = root_propagation(plan.spec)? {
+        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+            .map_err(|e| anyhow!("setting rootfs propagation: {e}"))?;
+    }
     Ok(())
+}
+
+/// Makes the mount that holds `path` private: mount(2) answers EINVAL for
+/// a path that is not a mount point, so walk up until one takes.
+fn make_parent_mount_private(path: &Path) -> Result<()> {
+    let mut p = path;
+    loop {
+        match mount(
+            None::<&str>,
+            p,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EINVAL) if p != Path::new("/") => {
+                p = p.parent().unwrap_or(Path::new("/"));
+            }
+            Err(e) => bail!("making the mount of {} private: {e}", path.display()),
+        }
+    }
 }
 
 /// An O_PATH handle on `p`, for mount calls made through /proc/self/fd.

@@ -1,0 +1,150 @@
+//! linux.resources beyond memory and pids (cpu, cpuset, blkio), the
+//! container's own view of its cgroup, and linux.rootfsPropagation, each
+//! observed from inside the container.
+//!
+//! Run with `HPCC_BIN=/abs/path/to/hpcc cargo test -p runtime-tests`.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+
+use runtime_tests::{is_root, TestEnv};
+
+fn sh(script: &str) -> Vec<&str> {
+    vec!["sh", "-c", script]
+}
+
+/// The host's cgroup layout: v1 and hybrid hosts have one directory per
+/// controller, a unified host has cgroup.controllers at the top.
+fn unified_host() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// "major:minor" of the device holding the bundle, for a blkio rule.
+fn device_of(path: &std::path::Path) -> (u64, u64) {
+    let dev = fs::metadata(path).expect("stat").dev();
+    (libc::major(dev) as u64, libc::minor(dev) as u64)
+}
+
+#[test]
+fn cpu_cpuset_and_blkio_limits_are_seen_inside_the_container() {
+    let env = TestEnv::new("cpu");
+    if !is_root() {
+        eprintln!("cpu/cpuset/blkio: an unprivileged user has no writable cgroup on this host; create must say so");
+    }
+    let (major, minor) = device_of(&env.path(""));
+    let script = if unified_host() {
+        "cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/cpuset.cpus /sys/fs/cgroup/io.max"
+    } else {
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us \
+         /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus \
+         /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device"
+    };
+    let mut bundle = env.bundle(&sh(script));
+    let id = env.id("cpu");
+    bundle.edit(|c| {
+        c["linux"]["resources"] = serde_json::json!({
+            "cpu": {"quota": 50000, "period": 100000, "shares": 512, "cpus": "0"},
+            "blockIO": {"throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}]}
+        });
+        c["linux"]["cgroupsPath"] = serde_json::json!(format!("/hpcc-test/{id}"));
+    });
+    let out = env.hpcc(&["run", "--bundle", bundle.path(), &id]);
+    if !is_root() {
+        out.fails_with("writable cgroup");
+        env.assert_clean(&id, None, &bundle);
+        return;
+    }
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    if unified_host() {
+        assert_eq!(lines[0], "50000 100000", "cpu.max: {out}");
+        assert_eq!(lines[2], "0", "cpuset.cpus: {out}");
+        assert!(
+            lines[3].contains(&format!("{major}:{minor} rbps=1048576")),
+            "io.max: {out}"
+        );
+    } else {
+        assert_eq!(
+            &lines[..4],
+            &["50000", "100000", "512", "0"],
+            "quota, period, shares, cpus: {out}"
+        );
+        assert_eq!(lines[4], format!("{major}:{minor} 1048576"), "blkio: {out}");
+    }
+    env.assert_clean(&id, None, &bundle);
+}
+
+#[test]
+fn the_cgroup_mount_shows_only_the_containers_own_cgroup() {
+    if !is_root() || unified_host() {
+        eprintln!(
+            "skipped: the per-hierarchy cgroup view is built on v1/hybrid hosts for containers with a cgroup (root here)"
+        );
+        return;
+    }
+    let env = TestEnv::new("cgview");
+    let id = env.id("cgview");
+    // A sibling cgroup that the container must not see.
+    let sibling = format!("/sys/fs/cgroup/memory/hpcc-test/{id}-sibling");
+    fs::create_dir_all(&sibling).expect("sibling cgroup");
+    let mut bundle = env.bundle(&sh(
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; ls /sys/fs/cgroup/memory | grep -c sibling; \
+         touch /sys/fs/cgroup/memory/x 2>/dev/null || echo read-only",
+    ));
+    bundle.edit(|c| {
+        c["linux"]["resources"] = serde_json::json!({"memory": {"limit": 33554432}});
+        c["linux"]["cgroupsPath"] = serde_json::json!(format!("/hpcc-test/{id}"));
+        // Docker's choice: no cgroup namespace, so only the mount hides
+        // the rest of the tree.
+        let ns = c["linux"]["namespaces"].as_array_mut().expect("namespaces");
+        ns.retain(|n| n["type"] != "cgroup");
+    });
+    let out = env.hpcc(&["run", "--bundle", bundle.path(), &id]);
+    let _ = fs::remove_dir(&sibling);
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "33554432", "the container's own limit: {out}");
+    assert_eq!(lines[1], "0", "no sibling cgroup is visible: {out}");
+    assert_eq!(lines[2], "read-only", "the cgroup view is read-only: {out}");
+    env.assert_clean(&id, None, &bundle);
+}
+
+/// The optional fields of the container's `/` line in its mountinfo.
+const ROOT_LINE: &str = r#"awk '$5 == "/" { for (i = 7; $i != "-"; i++) printf "%s ", $i; print "end" }' /proc/self/mountinfo"#;
+
+#[test]
+fn rootfs_propagation_modes_apply_to_the_new_root() {
+    let env = TestEnv::new("prop");
+    for (mode, want, refuse) in [
+        ("private", None, Some(["shared:", "master:"])),
+        ("rprivate", None, Some(["shared:", "master:"])),
+        // The host's / is private here, so a slave has no master to show:
+        // only that nothing is shared back is observable.
+        ("rslave", None, Some(["shared:", "shared:"])),
+        ("shared", Some("shared:"), None),
+        ("rshared", Some("shared:"), None),
+        ("unbindable", Some("unbindable"), None),
+        ("runbindable", Some("unbindable"), None),
+    ] {
+        let mut bundle = env.bundle(&sh(ROOT_LINE));
+        bundle.edit(|c| c["linux"]["rootfsPropagation"] = serde_json::json!(mode));
+        let id = env.id("prop");
+        let out = env.hpcc(&["run", "--bundle", bundle.path(), &id]);
+        out.ok();
+        if let Some(w) = want {
+            assert!(out.stdout.contains(w), "{mode}: / should be {w}: {out}");
+        }
+        for r in refuse.iter().flatten() {
+            assert!(!out.stdout.contains(r), "{mode}: / must not be {r}: {out}");
+        }
+        assert!(out.stdout.contains("end"), "{mode}: no / line: {out}");
+        env.assert_clean(&id, None, &bundle);
+    }
+    // A mode that is not one is refused, naming the field.
+    let mut bundle = env.bundle(&["true"]);
+    bundle.edit(|c| c["linux"]["rootfsPropagation"] = serde_json::json!("sideways"));
+    let id = env.id("prop");
+    env.hpcc(&["run", "--bundle", bundle.path(), &id])
+        .fails_with("linux.rootfsPropagation");
+    env.assert_clean(&id, None, &bundle);
+}
