@@ -252,3 +252,21 @@ fn cgroup_v2_limits_freeze_exec_update_and_removal() {
     exec_proc.assert_gone("the exec'd process");
     env.assert_clean(&id, None, &bundle);
 }
+
+#[test]
+fn systemd_cgroup_driver_fails_clearly_without_systemd() {
+    if std::path::Path::new("/run/systemd/system").is_dir() {
+        eprintln!("skipped: systemd runs here; this test is for hosts without it");
+        return;
+    }
+    let env = TestEnv::new("sdcg");
+    let mut bundle = env.bundle(&["true"]);
+    bundle.edit(|c| {
+        c["linux"]["resources"] = serde_json::json!({"pids": {"limit": 20}});
+        c["linux"]["cgroupsPath"] = serde_json::json!("system.slice:hpcc:sdcg");
+    });
+    let id = env.id("sdcg");
+    env.hpcc(&["--systemd-cgroup", "create", "--bundle", bundle.path(), &id])
+        .fails_with("systemd is not running");
+    env.assert_clean(&id, None, &bundle);
+}
