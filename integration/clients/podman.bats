@@ -98,6 +98,9 @@ pm() { tmo "${PODMAN[@]}" "$@"; }
     run -127 pm run --rm "$HPCC_IMAGE_TAG" no-such-program-xyz
     assert_contains "$output" "no-such-program-xyz"
     assert_contains "$output" "executable file not found"
+    # podman took it from hpcc's JSON log (runtime_supports_json), not
+    # from stderr, which would carry hpcc's own "hpcc: " prefix twice.
+    assert_contains "$output" 'Error: hpcc: exec: "no-such-program-xyz"'
 }
 
 @test "podman: rootless runs keep the caller's identity outside" {
