@@ -171,9 +171,22 @@ pub fn reset_signal_dispositions() {
 pub fn mount_flags(path: &std::path::Path) -> nix::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: statfs is plain data; all-zero is a valid value to overwrite.
-    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated and `buf` is a valid out-pointer.
-    let r = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
-    Errno::result(r).map(|_| buf.f_flags as u64)
+    #[cfg(target_env = "musl")]
+    {
+        // SAFETY: statfs is plain data; all-zero is a valid value to overwrite.
+        let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `c` is NUL-terminated and `buf` is a valid out-pointer.
+        let r = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
+        Errno::result(r).map(|_| buf.f_flags as u64)
+    }
+    // glibc's statfs (as the libc crate declares it) hides f_flags; its
+    // statvfs passes the kernel's flags through whole.
+    #[cfg(not(target_env = "musl"))]
+    {
+        // SAFETY: statvfs is plain data; all-zero is a valid value to overwrite.
+        let mut buf: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `c` is NUL-terminated and `buf` is a valid out-pointer.
+        let r = unsafe { libc::statvfs(c.as_ptr(), &mut buf) };
+        Errno::result(r).map(|_| buf.f_flag as u64)
+    }
 }

@@ -26,6 +26,15 @@ pub struct Ctx {
 }
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
+    // The verbs whose hpcc processes enter a container (CVE-2019-5736):
+    // run from a sealed copy of the binary, so the container cannot reach
+    // the real one through /proc/N/exe.
+    if matches!(
+        cli.command,
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
+    ) {
+        crate::security::sealed_exe::run_from_sealed_copy()?;
+    }
     let root = cli.global.root.clone().unwrap_or_else(default_root);
     let ctx = Ctx {
         global: cli.global,

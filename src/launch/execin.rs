@@ -138,6 +138,11 @@ fn enter_and_fork(
     err_w: OwnedFd,
     cgroup: bool,
 ) -> Result<()> {
+    // Not dumpable before entering anything (CVE-2016-9962, and the
+    // /proc/N/exe half of CVE-2019-5736): the container's processes cannot
+    // ptrace us or open our /proc files (exe, fd, mem) until our program
+    // is exec'd, which makes the process dumpable again.
+    nix::sys::prctl::set_dumpable(false).map_err(|e| anyhow!("PR_SET_DUMPABLE: {e}"))?;
     // Into the container's cgroup first, while our cgroup namespace is
     // still the host's.
     if cgroup {

@@ -3,5 +3,6 @@
 pub mod caps;
 pub mod labels;
 pub mod rlimits;
+pub mod sealed_exe;
 pub mod seccomp;
 pub mod user;
