@@ -104,6 +104,31 @@ pub fn remove(c: &CgroupRef, id: &str) -> Result<()> {
         .map_err(|e| anyhow!("removing cgroup {}: {e}", c.path.display()))
 }
 
+/// Kills every process in the cgroup, waits (bounded) for it to empty and
+/// removes it. For a create that died half-way; a missing cgroup is fine.
+pub fn kill_and_remove(c: &CgroupRef, id: &str) -> Result<()> {
+    let m = manager(c, id)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let pids = m.get_all_pids().unwrap_or_default();
+        if pids.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "cgroup {}: processes {pids:?} did not die",
+                c.path.display()
+            );
+        }
+        for p in pids {
+            let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    m.remove()
+        .map_err(|e| anyhow!("removing cgroup {}: {e}", c.path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

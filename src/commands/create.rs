@@ -56,6 +56,15 @@ pub fn create_container(
         .and_then(|p| p.terminal())
         .unwrap_or(false);
     let result = (|| -> Result<Created> {
+        // Recorded before the cgroup exists, so that `delete --force` can
+        // remove it after a create killed half-way (no state.json yet).
+        if let Some(c) = &cgroup {
+            crate::container::state::write_atomic(
+                &state_dir.join(crate::container::state::CGROUP_FILE),
+                &serde_json::to_vec(c)?,
+                0o600,
+            )?;
+        }
         let console = match (console, &opts.console_socket) {
             (Some(c), _) => Some(c),
             (None, Some(path)) => Some(
@@ -110,9 +119,17 @@ pub fn create_container(
             );
             return Err(e);
         }
+        // Recorded: a detached create's init may now outlive us.
+        let lifeline = match (supervised, launched.lifeline) {
+            (false, Some(l)) => {
+                launch::commit_lifeline(l)?;
+                None
+            }
+            (_, l) => l,
+        };
         Ok(Created {
             state: st,
-            lifeline: launched.lifeline,
+            lifeline,
             terminal,
         })
     })();

@@ -15,6 +15,14 @@ pub fn run(ctx: &Ctx, a: &DeleteArgs) -> Result<i32> {
             // A directory without state.json is a create that died half-way;
             // --force clears it, as it clears a missing container silently.
             if a.force && crate::container::validate_id(&a.id).is_ok() {
+                if let Some(pid) = ctx.store.half_made_init(&a.id) {
+                    let _ =
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                // Its cgroup holds whatever the dead create left running.
+                if let Some(c) = ctx.store.half_made_cgroup(&a.id) {
+                    crate::cgroups::kill_and_remove(&c, &a.id)?;
+                }
                 ctx.store.remove(&a.id)?;
                 return Ok(0);
             }

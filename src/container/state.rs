@@ -11,6 +11,11 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 const STATE_FILE: &str = "state.json";
+/// The container's cgroup, written by `create` before it makes the cgroup,
+/// so a create killed before state.json exists leaves a trace to clean up.
+pub const CGROUP_FILE: &str = "cgroup.json";
+/// "PID STARTTIME" of the init, written by `create` as soon as it knows it.
+pub const INIT_FILE: &str = "init.pid";
 /// The socket the waiting init listens on; it exists exactly while the
 /// container is created but not yet started.
 pub const START_SOCKET: &str = "start.sock";
@@ -114,6 +119,22 @@ impl StateStore {
             }
         };
         serde_json::from_slice(&data).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// The cgroup a create recorded before it made it (see CGROUP_FILE).
+    pub fn half_made_cgroup(&self, id: &str) -> Option<crate::cgroups::CgroupRef> {
+        let data = fs::read(self.dir(id).join(CGROUP_FILE)).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+
+    /// The init a create recorded before state.json (see INIT_FILE), if it
+    /// is still that process (same start time).
+    pub fn half_made_init(&self, id: &str) -> Option<i32> {
+        let text = fs::read_to_string(self.dir(id).join(INIT_FILE)).ok()?;
+        let mut it = text.split_whitespace();
+        let pid: i32 = it.next()?.parse().ok()?;
+        let start: u64 = it.next()?.parse().ok()?;
+        procfs::is_alive(pid, start).then_some(pid)
     }
 
     /// True when `id` has a directory but no state.json: a `create` is under

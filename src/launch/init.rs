@@ -276,12 +276,19 @@ pub fn exec(p: &Prepared) -> String {
         Err(e) => e,
         Ok(never) => match never {},
     };
+    if err == nix::errno::Errno::E2BIG {
+        return format!(
+            "exec {:?}: {err}: process.args and process.env together are too long for execve",
+            p.path
+        );
+    }
     format!("exec {:?}: {err}", p.path)
 }
 
 /// Blocks until `hpcc start` connects and says "start". The connection is
 /// close-on-exec, so `start` reads EOF exactly when execve succeeded.
 fn wait_for_start(listener: &UnixListener, lifeline: Option<&OwnedFd>) -> Option<UnixStream> {
+    let mut lifeline = lifeline;
     loop {
         if let Some(life) = lifeline {
             use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -295,9 +302,18 @@ fn wait_for_start(listener: &UnixListener, lifeline: Option<&OwnedFd>) -> Option
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => return None,
             }
-            // The pipe never carries data: any event means the writer died.
+            // One byte: the container was recorded and we stay; end of
+            // file: the creator died (or a supervising run gave up).
             if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-                return None;
+                let mut byte = [0u8; 1];
+                match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(life), &mut byte) {
+                    Ok(1) => {
+                        lifeline = None;
+                        continue;
+                    }
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    _ => return None,
+                }
             }
         }
         let (mut conn, _) = match listener.accept() {

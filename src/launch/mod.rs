@@ -60,8 +60,9 @@ pub struct LaunchRequest<'a> {
 pub struct Launched {
     pub pid: i32,
     pub own_pid_ns: bool,
-    /// For a supervised launch: the write end of init's lifeline pipe.
-    /// Keep it open until the container has started.
+    /// The write end of init's lifeline pipe: closing it before
+    /// commit_lifeline makes init give up. A supervised launch keeps it
+    /// open until the container has started.
     pub lifeline: Option<OwnedFd>,
 }
 
@@ -95,13 +96,13 @@ pub fn launch(req: LaunchRequest) -> Result<Launched> {
             )
         })?;
     drop(dir);
-    let (lifeline_r, lifeline_w) = match req.supervised {
-        true => {
-            let (r, w) =
-                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("lifeline pipe")?;
-            (Some(r), Some(w))
-        }
-        false => (None, None),
+    // Init gives up when the write end closes before it was told the
+    // container is recorded (one byte, see commit_lifeline): a create or
+    // run killed half-way leaves no init waiting for a `start` nobody
+    // can send.
+    let (lifeline_r, lifeline_w) = {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("lifeline pipe")?;
+        (Some(r), Some(w))
     };
     let (parent_ch, child_ch) = channel::pair()?;
     let init_cfg = init::InitConfig::new(&req, &ns, lifeline_r, &child_ch)?;
@@ -165,11 +166,17 @@ fn parent_main(
                 }
                 ch.send(&Msg::Proceed)?;
             }
-            Some(Msg::InitPid(p)) => *init_pid = Some(p),
+            Some(Msg::InitPid(p)) => {
+                *init_pid = Some(p);
+                record_half_made_init(req.state_dir, p);
+            }
             Some(Msg::CreateRuntime) => {
                 while init_pid.is_none() {
                     match ch.recv()? {
-                        Some(Msg::InitPid(p)) => *init_pid = Some(p),
+                        Some(Msg::InitPid(p)) => {
+                            *init_pid = Some(p);
+                            record_half_made_init(req.state_dir, p);
+                        }
                         Some(Msg::Error(e)) => bail!(e),
                         _ => bail!("container init exited before it reported its pid"),
                     }
@@ -185,6 +192,27 @@ fn parent_main(
         }
     }
     init_pid.ok_or_else(|| anyhow!("container init did not report its pid"))
+}
+
+/// Tells init that the container is recorded (state.json written), so it
+/// keeps waiting for `start` after we exit.
+pub fn commit_lifeline(lifeline: OwnedFd) -> Result<()> {
+    nix::unistd::write(&lifeline, b"c").context("telling the container init it was recorded")?;
+    Ok(())
+}
+
+/// Notes the init's pid and start time in the state dir as soon as it is
+/// known, so that `delete --force` can kill an init whose `create` was
+/// killed before it wrote state.json (a rootless container has no cgroup
+/// to find it by). Best effort: the normal paths do not need it.
+fn record_half_made_init(state_dir: &Path, pid: i32) {
+    if let Some(st) = crate::procfs::stat(pid) {
+        let _ = crate::container::state::write_atomic(
+            &state_dir.join(crate::container::state::INIT_FILE),
+            format!("{pid} {}\n", st.start_time).as_bytes(),
+            0o600,
+        );
+    }
 }
 
 /// The state hooks see while the container is being created.
