@@ -53,7 +53,9 @@ pub fn choose_writer(maps: &[LinuxIdMapping], own_id: u32, privileged: bool) -> 
     }
 }
 
-fn helper_args(pid: i32, maps: &[LinuxIdMapping]) -> Vec<String> {
+/// newuidmap/newgidmap's arguments: the pid, then "inside outside count"
+/// triples.
+pub fn helper_args(pid: i32, maps: &[LinuxIdMapping]) -> Vec<String> {
     let mut args = vec![pid.to_string()];
     for m in maps {
         args.extend([m.container_id(), m.host_id(), m.size()].map(|n| n.to_string()));

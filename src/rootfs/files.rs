@@ -4,9 +4,10 @@
 //! and without leaving the root mount, and the file is replaced, never
 //! written through.
 
+use super::resolve::openat2_in_root;
 use anyhow::{anyhow, bail, Result};
 use nix::errno::Errno;
-use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{openat, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::io::Write;
@@ -38,12 +39,13 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
                 | ResolveFlag::RESOLVE_NO_SYMLINKS
                 | ResolveFlag::RESOLVE_NO_XDEV,
         );
-    let dir = match openat2(root.as_raw_fd(), rel, how) {
+    let dir = match openat2_in_root(root.as_raw_fd(), rel, how) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => {
             std::fs::create_dir_all(parent)
                 .map_err(|e| anyhow!("creating {}: {e}", parent.display()))?;
-            openat2(root.as_raw_fd(), rel, how).map_err(|e| anyhow!("{}: {e}", parent.display()))?
+            openat2_in_root(root.as_raw_fd(), rel, how)
+                .map_err(|e| anyhow!("{}: {e}", parent.display()))?
         }
         Err(e) => bail!(
             "{}: not a plain directory of the image ({e}); cannot write {}",

@@ -20,6 +20,22 @@ pub struct MountContext<'a> {
     pub has_cgroupns: bool,
 }
 
+/// A destination that resolves (say through a symlink in the rootfs) onto
+/// the container's procfs is held to runc's /proc rule (see
+/// spec::validate): only /proc itself and the files lxcfs emulates.
+fn check_proc_target(target: &OwnedFd, dest: &Path) -> Result<()> {
+    let on_proc = nix::sys::statfs::fstatfs(target)
+        .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+    let dest_clean = crate::spec::lexical_clean(dest);
+    if on_proc && dest_clean != Path::new("/proc") && !crate::spec::proc_file_mountable(dest) {
+        bail!(
+            "destination {} resolves into /proc; only /proc itself and the files lxcfs emulates may be mounted there",
+            dest.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn mount_entry(ctx: &MountContext, m: &Mount) -> Result<()> {
     let dest = m.destination();
     do_mount(ctx, m).with_context(|| format!("mount {}", dest.display()))
@@ -33,6 +49,7 @@ fn do_mount(ctx: &MountContext, m: &Mount) -> Result<()> {
         let src = bind_source(ctx, m)?;
         let leaf = if src.is_dir() { Leaf::Dir } else { Leaf::File };
         let target = create_in_root(ctx.root, dest, leaf)?;
+        check_proc_target(&target, dest)?;
         let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
         mount(
             Some(&src),
@@ -45,6 +62,7 @@ fn do_mount(ctx: &MountContext, m: &Mount) -> Result<()> {
         return finish(ctx, dest, &opts, true);
     }
     let target = create_in_root(ctx.root, dest, Leaf::Dir)?;
+    check_proc_target(&target, dest)?;
     match typ {
         "cgroup" | "cgroup2" => return mount_cgroup(ctx, dest, &target, &opts),
         _ => {}

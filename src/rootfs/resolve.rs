@@ -15,6 +15,19 @@ fn how(flags: OFlag) -> OpenHow {
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
 }
 
+/// openat2 with RESOLVE_IN_ROOT, retried on EAGAIN: the kernel answers
+/// that when a rename or mount anywhere on the host raced a ".." step, and
+/// the lookup is safe to repeat.
+pub fn openat2_in_root(dirfd: RawFd, path: &Path, how: OpenHow) -> nix::Result<RawFd> {
+    let mut tries = 0;
+    loop {
+        match openat2(dirfd, path, how) {
+            Err(Errno::EAGAIN) if tries < 1000 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
 fn owned(fd: RawFd) -> OwnedFd {
     crate::sys::adopt(fd)
 }
@@ -22,7 +35,7 @@ fn owned(fd: RawFd) -> OwnedFd {
 /// Opens `path` (taken as relative to `root`) as an O_PATH handle.
 pub fn open_in_root(root: &OwnedFd, path: &Path) -> nix::Result<OwnedFd> {
     let rel = relative(path);
-    openat2(root.as_raw_fd(), &rel, how(OFlag::O_PATH)).map(owned)
+    openat2_in_root(root.as_raw_fd(), &rel, how(OFlag::O_PATH)).map(owned)
 }
 
 /// Reads a small regular file of an image, e.g. its /etc/passwd, resolving
@@ -37,7 +50,7 @@ pub fn read_in_root(root: &Path, path: &Path, max: u64) -> Option<String> {
     )
     .ok()?;
     let dir = owned(dir);
-    let fd = openat2(
+    let fd = openat2_in_root(
         dir.as_raw_fd(),
         &relative(path),
         how(OFlag::O_RDONLY | OFlag::O_NONBLOCK),
@@ -79,9 +92,32 @@ pub enum Leaf {
 
 /// Opens `path` inside `root`, creating missing directories on the way and
 /// the last component as `leaf`. Each component is created relative to the
-/// already-resolved parent, so a symlink cannot redirect the creation.
+/// already-resolved parent, so a symlink cannot redirect the creation. A
+/// dangling symlink on the way is followed the way the container will see
+/// it (its target taken inside `root`), so the mount point is made inside
+/// the rootfs, as runc does (CVE-2019-16884 / CVE-2021-30465 class).
 pub fn create_in_root(root: &OwnedFd, path: &Path, leaf: Leaf) -> Result<OwnedFd> {
-    let rel = relative(path);
+    let mut want = relative(path);
+    // The kernel's limit on symlinks in one lookup.
+    for _ in 0..40 {
+        match create_walk(root, &want, leaf, path)? {
+            Walk::Done(fd) => return Ok(fd),
+            Walk::Retarget(p) => want = p,
+        }
+    }
+    Err(anyhow!(
+        "{}: too many levels of symbolic links",
+        path.display()
+    ))
+}
+
+enum Walk {
+    Done(OwnedFd),
+    /// A dangling symlink was met: walk this path (inside root) instead.
+    Retarget(PathBuf),
+}
+
+fn create_walk(root: &OwnedFd, rel: &Path, leaf: Leaf, path: &Path) -> Result<Walk> {
     let comps: Vec<_> = rel.components().collect();
     let mut cur = PathBuf::new();
     for (i, c) in comps.iter().enumerate() {
@@ -89,7 +125,7 @@ pub fn create_in_root(root: &OwnedFd, path: &Path, leaf: Leaf) -> Result<OwnedFd
         match open_in_root(root, &cur) {
             Ok(fd) => {
                 if i + 1 == comps.len() {
-                    return Ok(fd);
+                    return Ok(Walk::Done(fd));
                 }
                 continue;
             }
@@ -97,7 +133,7 @@ pub fn create_in_root(root: &OwnedFd, path: &Path, leaf: Leaf) -> Result<OwnedFd
             Err(e) => return Err(anyhow!("{}: {e}", path.display())),
         }
         let parent = cur.parent().unwrap_or(Path::new("."));
-        let parent_fd = openat2(
+        let parent_fd = openat2_in_root(
             root.as_raw_fd(),
             &relative(parent),
             how(OFlag::O_DIRECTORY | OFlag::O_RDONLY),
@@ -128,16 +164,37 @@ pub fn create_in_root(root: &OwnedFd, path: &Path, leaf: Leaf) -> Result<OwnedFd
             )
         };
         match made {
-            Ok(()) | Err(Errno::EEXIST) => {}
+            Ok(()) => {}
+            // The name exists but did not resolve: a dangling symlink
+            // (O_NOFOLLOW makes that ELOOP for a file).
+            Err(Errno::EEXIST) | Err(Errno::ELOOP) => {
+                if let Ok(target) = nix::fcntl::readlinkat(Some(parent_fd.as_raw_fd()), name) {
+                    let target = PathBuf::from(target);
+                    let mut next = if target.is_absolute() {
+                        relative(&target)
+                    } else {
+                        parent.join(target)
+                    };
+                    next.extend(&comps[i + 1..]);
+                    return Ok(Walk::Retarget(next));
+                }
+                if made != Err(Errno::EEXIST) {
+                    return Err(anyhow!("creating {}: {}", path.display(), Errno::ELOOP));
+                }
+            }
             Err(e) => {
                 return Err(anyhow!(e)).with_context(|| format!("creating {}", path.display()))
             }
         }
         if last {
-            return open_in_root(root, &cur).map_err(|e| anyhow!("{}: {e}", path.display()));
+            return open_in_root(root, &cur)
+                .map(Walk::Done)
+                .map_err(|e| anyhow!("{}: {e}", path.display()));
         }
     }
-    open_in_root(root, &cur).map_err(|e| anyhow!("{}: {e}", path.display()))
+    open_in_root(root, &cur)
+        .map(Walk::Done)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -174,6 +231,17 @@ mod tests {
         // ".." is clamped at the root.
         create_in_root(&rootfd, Path::new("/up/x/file"), Leaf::File).unwrap();
         assert!(root.join("x/file").is_file());
+        // A dangling symlink out of the root is followed inside it.
+        symlink(outside.join("new"), root.join("dangling")).unwrap();
+        create_in_root(&rootfd, Path::new("/dangling/sub"), Leaf::Dir).unwrap();
+        let inside = root.join(outside.strip_prefix("/").unwrap());
+        assert!(inside.join("new/sub").is_dir());
+        assert!(!outside.join("new").exists());
+        symlink("../../../f", root.join("danglingfile")).unwrap();
+        create_in_root(&rootfd, Path::new("/danglingfile"), Leaf::File).unwrap();
+        assert!(root.join("f").is_file());
+        symlink("loop", root.join("loop")).unwrap();
+        assert!(create_in_root(&rootfd, Path::new("/loop/x"), Leaf::Dir).is_err());
         create_in_root(&rootfd, Path::new("../../y"), Leaf::Dir).unwrap();
         assert!(root.join("y").is_dir());
         assert!(!base.join("y").exists());

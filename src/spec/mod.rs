@@ -5,7 +5,7 @@ mod template;
 mod validate;
 
 pub use template::{default_spec, make_rootless, MASKED_PATHS, READONLY_PATHS};
-pub use validate::{check_version, validate};
+pub use validate::{check_version, lexical_clean, proc_file_mountable, validate};
 
 use anyhow::{anyhow, Context, Result};
 use oci_spec::runtime::Spec;
@@ -56,5 +56,13 @@ pub fn parse_config(data: &[u8]) -> Result<Spec> {
         .and_then(|v| v.as_str())
         .ok_or_else(|| anyhow!("ociVersion is missing"))?;
     check_version(version)?;
-    serde_json::from_value(value).map_err(|e| anyhow!("invalid config: {e}"))
+    // serde's own message names the type, not the field: say where.
+    serde_path_to_error::deserialize::<_, Spec>(value).map_err(|e| {
+        let field = e.path().to_string();
+        if field.is_empty() || field == "." {
+            anyhow!("invalid config: {}", e.inner())
+        } else {
+            anyhow!("invalid config: {field}: {}", e.inner())
+        }
+    })
 }

@@ -2,7 +2,8 @@
 //! message naming the field instead of half-way through a launch.
 
 use anyhow::{bail, Result};
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
+use std::path::{Component, Path, PathBuf};
 
 /// hpcc accepts every 1.x runtime-spec version.
 pub fn check_version(v: &str) -> Result<()> {
@@ -25,6 +26,21 @@ pub fn validate(spec: &Spec) -> Result<()> {
     match process.args() {
         Some(args) if !args.is_empty() && !args[0].is_empty() => {}
         _ => bail!("config.json: process.args must name a program"),
+    }
+    // execve(2) refuses any one string longer than MAX_ARG_STRLEN.
+    for (field, list) in [
+        ("process.args", process.args()),
+        ("process.env", process.env()),
+    ] {
+        for (i, a) in list.as_deref().unwrap_or(&[]).iter().enumerate() {
+            if a.len() >= MAX_ARG_STRLEN {
+                bail!(
+                    "config.json: {field}[{i}] is {} bytes long; execve takes at most {} per string",
+                    a.len(),
+                    MAX_ARG_STRLEN - 1
+                );
+            }
+        }
     }
     // A label the host cannot enforce must fail, not be dropped silently.
     if let Some(p) = process
@@ -74,22 +90,34 @@ pub fn validate(spec: &Spec) -> Result<()> {
             );
         }
     }
-    for m in [linux.uid_mappings(), linux.gid_mappings()]
-        .into_iter()
-        .flatten()
-    {
-        for map in m {
+    for (field, m) in [
+        ("linux.uidMappings", linux.uid_mappings()),
+        ("linux.gidMappings", linux.gid_mappings()),
+    ] {
+        for map in m.as_deref().unwrap_or(&[]) {
             if map.size() == 0
                 || map.container_id().checked_add(map.size()).is_none()
                 || map.host_id().checked_add(map.size()).is_none()
             {
                 bail!(
-                    "config.json: id mapping {} {} {} overflows or is empty",
+                    "config.json: {field}: mapping containerID {} hostID {} size {} overflows 2^32 or is empty",
                     map.container_id(),
                     map.host_id(),
                     map.size()
                 );
             }
+        }
+    }
+    // sethostname(2) and setdomainname(2) take at most 64 bytes.
+    for (field, value) in [
+        ("hostname", spec.hostname().as_deref()),
+        ("domainname", spec.domainname().as_deref()),
+    ] {
+        if let Some(v) = value.filter(|v| v.len() > HOST_NAME_MAX) {
+            bail!(
+                "config.json: {field} is {} bytes long; the kernel allows at most {HOST_NAME_MAX}",
+                v.len()
+            );
         }
     }
     if let Some(sysctl) = linux.sysctl() {
@@ -107,8 +135,94 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 m.destination()
             );
         }
+        check_proc_destination(m)?;
     }
     Ok(())
+}
+
+const HOST_NAME_MAX: usize = 64;
+
+/// The kernel's limit on one argument or environment string, NUL included
+/// (32 pages).
+const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// The files under /proc that lxcfs emulates, which runc lets a bind cover.
+const PROC_MOUNTS_ALLOWED: [&str; 10] = [
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// `path` with `.` and `..` applied lexically (`..` stops at `/`).
+pub fn lexical_clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// Whether a mount may go at (lexically cleaned) `dest` in /proc, runc's
+/// rule: at /proc itself only a procfs (or a bind of one), below it only
+/// the files lxcfs emulates. Anything else could cover /proc/self/attr,
+/// /proc/sys or sysrq-trigger, the places masked paths and LSM labels
+/// depend on.
+pub fn proc_destination_allowed(dest: &Path, is_proc: bool) -> bool {
+    let dest = lexical_clean(dest);
+    if dest == Path::new("/proc") {
+        return is_proc;
+    }
+    !dest.starts_with("/proc") || PROC_MOUNTS_ALLOWED.iter().any(|a| dest == Path::new(a))
+}
+
+/// Whether `dest` is one of the files under /proc a bind may cover.
+pub fn proc_file_mountable(dest: &Path) -> bool {
+    let dest = lexical_clean(dest);
+    PROC_MOUNTS_ALLOWED.iter().any(|a| dest == Path::new(a))
+}
+
+fn check_proc_destination(m: &Mount) -> Result<()> {
+    let typ = m.typ().as_deref().unwrap_or("");
+    let bind = typ == "bind"
+        || m.options()
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .any(|o| o == "bind" || o == "rbind");
+    let is_proc = if bind {
+        m.source().as_deref().is_some_and(|s| {
+            nix::sys::statfs::statfs(s)
+                .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+        })
+    } else {
+        typ == "proc"
+    };
+    if proc_destination_allowed(m.destination(), is_proc) {
+        return Ok(());
+    }
+    if lexical_clean(m.destination()) == Path::new("/proc") {
+        bail!(
+            "config.json: mounts: destination {} must be a proc mount or a bind of a procfs",
+            m.destination().display()
+        );
+    }
+    bail!(
+        "config.json: mounts: destination {} is inside /proc; only /proc itself and the files lxcfs emulates may be mounted there",
+        m.destination().display()
+    )
 }
 
 /// runc's rule: only sysctls that belong to one of the container's own
@@ -155,6 +269,25 @@ mod tests {
         assert!(check_sysctl("fs.mqueue.msg_max", &[T::Ipc]).is_ok());
         let e = check_sysctl("kernel.core_pattern", &[T::Ipc, T::Network, T::Uts]).unwrap_err();
         assert!(e.to_string().contains("not namespaced"));
+    }
+
+    #[test]
+    fn proc_destinations() {
+        let ok = |d: &str, p: bool| proc_destination_allowed(Path::new(d), p);
+        assert!(ok("/proc", true));
+        assert!(!ok("/proc", false));
+        assert!(ok("/proc/cpuinfo", false));
+        assert!(ok("/procx", false));
+        assert!(ok("/tmp/proc/sys", false));
+        for bad in [
+            "/proc/sys",
+            "/proc/self/attr/exec",
+            "/tmp/../proc/sys",
+            "/proc/1/../sys",
+            "/proc/./sysrq-trigger",
+        ] {
+            assert!(!ok(bad, false), "{bad}");
+        }
     }
 
     #[test]
