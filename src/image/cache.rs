@@ -16,11 +16,18 @@ use super::digest::{Digest, HashingReader};
 use super::manifest::{self, Resolved};
 use super::source::Source;
 use anyhow::{anyhow, bail, Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::fcntl::{Flock, FlockArg};
+use nix::sys::stat::{fchmodat, fstatat, FchmodatFlags, Mode, SFlag};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 use serde::{Deserialize, Serialize};
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub struct Cache {
@@ -88,6 +95,8 @@ impl Cache {
             .mode(0o700)
             .create(&p)
             .with_context(|| format!("cache directory {}", p.display()))?;
+        check_private(&self.root, fs::metadata(&self.root))?;
+        check_private(&p, fs::symlink_metadata(&p))?;
         Ok(p)
     }
 
@@ -126,6 +135,15 @@ impl Cache {
     /// Unpacks `path` (optionally the image `want` in it) unless the cache
     /// has it, and returns the cached rootfs.
     pub fn ensure(
+        &self,
+        path: &Path,
+        want: Option<&str>,
+        opts: &UnpackOptions,
+    ) -> Result<CachedImage> {
+        self.ensure_inner(path, want, opts).map_err(printable)
+    }
+
+    fn ensure_inner(
         &self,
         path: &Path,
         want: Option<&str>,
@@ -214,7 +232,8 @@ impl Cache {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&rootfs)?;
+            .create(&rootfs)
+            .with_context(|| format!("creating {}", rootfs.display()))?;
         let privileged = crate::launch::is_real_root();
         let mut applier = Applier::new(&rootfs, privileged)?;
         let total: u64 = r.layers.iter().fold(0u64, |t, l| t.saturating_add(l.size));
@@ -244,7 +263,9 @@ impl Cache {
             ));
         }
         let config_json = serde_json::to_vec(&cached_config(r))?;
-        fs::write(tmp.join("config.json"), config_json)?;
+        let config_path = tmp.join("config.json");
+        fs::write(&config_path, config_json)
+            .with_context(|| format!("writing {}", config_path.display()))?;
         let meta = Meta {
             digest: r.config_digest.to_string(),
             references: r.reference.iter().cloned().collect(),
@@ -253,7 +274,9 @@ impl Cache {
             created: crate::timefmt::now(),
             source: src.describe(),
         };
-        fs::write(tmp.join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
+        let meta_path = tmp.join("meta.json");
+        fs::write(&meta_path, serde_json::to_vec_pretty(&meta)?)
+            .with_context(|| format!("writing {}", meta_path.display()))?;
         Ok(())
     }
 
@@ -444,6 +467,56 @@ impl Cache {
     }
 }
 
+/// The cache decides what runs: an entry under images/ is trusted as a
+/// verified unpack. A directory that someone else owns or may write could
+/// hold an image they planted under a digest we would trust, so it is
+/// refused. The root may be a symlink (~/.cache to scratch space); what it
+/// leads to must be ours.
+fn check_private(p: &Path, meta: std::io::Result<fs::Metadata>) -> Result<()> {
+    let meta = meta.with_context(|| format!("cache directory {}", p.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() {
+        bail!("cache directory {}: not a directory", p.display());
+    }
+    if meta.uid() != me {
+        bail!(
+            "cache directory {} belongs to uid {}, not to you (uid {me}): refusing to run images from it; set HPCC_CACHE_DIR to a directory of your own",
+            p.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        bail!(
+            "cache directory {} is writable by group or others (mode {:o}): refusing to run images from it; chmod go-w it",
+            p.display(),
+            meta.mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
+/// An error whose text an image wrote (entry names, the bytes of a broken
+/// tar header quoted back) made fit for a terminal: control characters
+/// are escaped, so a hostile name can neither break the one error line nor
+/// send escape sequences or carriage returns to the user's terminal.
+fn printable(e: anyhow::Error) -> anyhow::Error {
+    let text = format!("{e:#}");
+    if !text.chars().any(char::is_control) {
+        return e;
+    }
+    let escaped: String = text
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    anyhow!(escaped)
+}
+
 fn read_ref(path: &Path) -> Option<Digest> {
     let data = fs::read(path).ok()?;
     let r: RefEntry = serde_json::from_slice(&data).ok()?;
@@ -536,7 +609,10 @@ pub fn decompress<R: Read>(r: R) -> Result<Decoded<R>> {
 }
 
 /// Removes a tree that may hold read-only directories (an unpacked image
-/// keeps the modes its layers gave), without following symlinks.
+/// keeps the modes its layers gave), without following symlinks. It walks
+/// with `*at` calls from one directory fd at a time, so neither a tree
+/// whose full paths pass PATH_MAX nor one deeper than the fd limit can
+/// leave a half-removed unpack behind.
 pub fn remove_tree(path: &Path) -> std::io::Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -546,11 +622,251 @@ pub fn remove_tree(path: &Path) -> std::io::Result<()> {
     if !meta.is_dir() {
         return fs::remove_file(path);
     }
-    if meta.permissions().mode() & 0o700 != 0o700 {
-        fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            ErrorKind::InvalidInput,
+            format!("{}: not a removable directory", path.display()),
+        )
+    })?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let top = crate::sys::adopt(nix::fcntl::open(
+        parent,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?);
+    remove_dir_at(top, name)
+}
+
+/// A directory being emptied: its name in its parent and the
+/// subdirectories still to remove.
+struct Level {
+    name: OsString,
+    subdirs: Vec<OsString>,
+}
+
+/// Removes directory `name` in `top` and everything under it, depth first.
+/// Only the current directory's fd is open; the walk climbs back with
+/// "..", which in a tree only we write (the cache's tmp/, under the
+/// digest's lock) leads to the directory it came from.
+fn remove_dir_at(top: OwnedFd, name: &OsStr) -> std::io::Result<()> {
+    let mut cur = open_dir_for_removal(&top, name)?;
+    let mut stack = vec![Level {
+        name: name.to_owned(),
+        subdirs: empty_dir_of_files(&cur)?,
+    }];
+    loop {
+        let next = stack.last_mut().and_then(|l| l.subdirs.pop());
+        if let Some(sub) = next {
+            match open_dir_for_removal(&cur, &sub) {
+                Ok(fd) => cur = fd,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            let subdirs = empty_dir_of_files(&cur)?;
+            stack.push(Level { name: sub, subdirs });
+            continue;
+        }
+        let Some(done) = stack.pop() else {
+            return Ok(());
+        };
+        let parent = if stack.is_empty() {
+            drop(cur);
+            unlinkat(
+                Some(top.as_raw_fd()),
+                done.name.as_os_str(),
+                UnlinkatFlags::RemoveDir,
+            )?;
+            return Ok(());
+        } else {
+            crate::sys::adopt(openat(
+                Some(cur.as_raw_fd()),
+                "..",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?)
+        };
+        unlinkat(
+            Some(parent.as_raw_fd()),
+            done.name.as_os_str(),
+            UnlinkatFlags::RemoveDir,
+        )?;
+        cur = parent;
     }
-    for e in fs::read_dir(path)? {
-        remove_tree(&e?.path())?;
+}
+
+/// Opens directory `name` in `parent` for reading, first giving its owner
+/// the rwx bits a removal needs. Never follows a symlink.
+fn open_dir_for_removal(parent: &OwnedFd, name: &OsStr) -> std::io::Result<OwnedFd> {
+    let st = fstatat(Some(parent.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    if st.st_mode & 0o700 != 0o700 {
+        fchmodat(
+            Some(parent.as_raw_fd()),
+            name,
+            Mode::from_bits_truncate((st.st_mode & 0o7777) | 0o700),
+            FchmodatFlags::NoFollowSymlink,
+        )?;
     }
-    fs::remove_dir(path)
+    Ok(crate::sys::adopt(openat(
+        Some(parent.as_raw_fd()),
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?))
+}
+
+/// Unlinks everything in `dir` that is not a directory and returns the
+/// names of the subdirectories.
+fn empty_dir_of_files(dir: &OwnedFd) -> std::io::Result<Vec<OsString>> {
+    let reader = crate::sys::adopt(openat(
+        Some(dir.as_raw_fd()),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?);
+    let mut names = Vec::new();
+    for e in nix::dir::Dir::from_fd(reader.into_raw_fd())?.iter() {
+        let e = e?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(OsStr::from_bytes(n).to_owned());
+        }
+    }
+    let mut subdirs = Vec::new();
+    for n in names {
+        let st = match fstatat(
+            Some(dir.as_raw_fd()),
+            n.as_os_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+            subdirs.push(n);
+        } else {
+            match unlinkat(
+                Some(dir.as_raw_fd()),
+                n.as_os_str(),
+                UnlinkatFlags::NoRemoveDir,
+            ) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(subdirs)
+}
+
+#[cfg(test)]
+mod tests {
+
+    #[test]
+    fn a_cache_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("hpcc-cache-perm-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let cache = Cache::at(dir.clone());
+        assert!(cache.sub("refs").is_ok());
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = format!("{:#}", cache.sub("refs").unwrap_err());
+        assert!(err.contains("writable by group or others"), "{err}");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(dir.join("refs"), fs::Permissions::from_mode(0o770)).unwrap();
+        let err = format!("{:#}", cache.sub("refs").unwrap_err());
+        assert!(err.contains("refs"), "{err}");
+        fs::set_permissions(dir.join("refs"), fs::Permissions::from_mode(0o700)).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            // Someone else's directory, however private, is not ours.
+            std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+            let err = format!("{:#}", cache.sub("refs").unwrap_err());
+            assert!(err.contains("belongs to uid 65534"), "{err}");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    use super::*;
+    use nix::sys::stat::{fchmod, mkdirat};
+    use nix::unistd::symlinkat;
+
+    fn open_dir(parent: &OwnedFd, name: &str) -> OwnedFd {
+        crate::sys::adopt(
+            openat(
+                Some(parent.as_raw_fd()),
+                name,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn errors_from_image_text_stay_printable() {
+        let e = anyhow!("entry a\x1b]0;owned\x07\rb/\n..").context("layer 2");
+        let text = format!("{:#}", printable(e));
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert_eq!(text, "layer 2: entry a\\u{1b}]0;owned\\u{7}\\rb/\\n..");
+        // Clean errors keep their chain.
+        let e = printable(anyhow!("inner").context("outer"));
+        assert_eq!(e.chain().count(), 2);
+    }
+
+    #[test]
+    fn remove_tree_takes_deep_read_only_trees_and_never_follows_symlinks() {
+        let base = std::env::temp_dir().join(format!("hpcc-rmtree-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let outside = base.join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("keep"), "keep").unwrap();
+        let tree = base.join("tree");
+        fs::create_dir(&tree).unwrap();
+        // 30 levels of 200-byte names: 6 KB of path, past PATH_MAX, each
+        // level read-only and holding a file and a symlink out.
+        let name = "d".repeat(200);
+        let mut cur = crate::sys::adopt(
+            nix::fcntl::open(
+                &tree,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .unwrap(),
+        );
+        for _ in 0..30 {
+            mkdirat(
+                Some(cur.as_raw_fd()),
+                name.as_str(),
+                Mode::from_bits_truncate(0o755),
+            )
+            .unwrap();
+            let next = open_dir(&cur, &name);
+            drop(crate::sys::adopt(
+                openat(
+                    Some(next.as_raw_fd()),
+                    "f",
+                    OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o444),
+                )
+                .unwrap(),
+            ));
+            symlinkat(&outside, Some(next.as_raw_fd()), "out").unwrap();
+            fchmod(cur.as_raw_fd(), Mode::from_bits_truncate(0o555)).unwrap();
+            cur = next;
+        }
+        fchmod(cur.as_raw_fd(), Mode::from_bits_truncate(0o500)).unwrap();
+        drop(cur);
+        remove_tree(&tree).unwrap();
+        assert!(fs::symlink_metadata(&tree).is_err(), "the tree is gone");
+        assert_eq!(fs::read_to_string(outside.join("keep")).unwrap(), "keep");
+        // A missing path is already removed; a file is unlinked.
+        remove_tree(&tree).unwrap();
+        fs::write(base.join("file"), "x").unwrap();
+        remove_tree(&base.join("file")).unwrap();
+        assert!(!base.join("file").exists());
+        fs::remove_dir_all(&base).unwrap();
+    }
 }

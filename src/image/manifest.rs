@@ -208,7 +208,8 @@ fn resolve_oci(src: &Source, want: Option<&str>) -> Result<Resolved> {
         manifest_data
     };
     let manifest: OciManifest = parse_json(src, "manifest", &manifest_data)?;
-    let config_digest = Digest::parse(&manifest.config.digest).context("manifest config")?;
+    let config_digest = Digest::parse(&manifest.config.digest)
+        .with_context(|| format!("{}: manifest config", src.describe()))?;
     let config_data = read_verified(src, &manifest.config.digest, "config")?;
     let config: ImageConfig = parse_json(src, "config", &config_data)?;
     let ids = diff_ids(src, &config, manifest.layers.len())?;
@@ -216,8 +217,10 @@ fn resolve_oci(src: &Source, want: Option<&str>) -> Result<Resolved> {
         .layers
         .iter()
         .zip(ids)
-        .map(|(l, diff_id)| {
-            let d = Digest::parse(&l.digest).context("manifest layer")?;
+        .enumerate()
+        .map(|(i, (l, diff_id))| {
+            let d = Digest::parse(&l.digest)
+                .with_context(|| format!("{}: manifest layer {}", src.describe(), i + 1))?;
             Ok(Layer {
                 name: blob_name(&d),
                 size: l.size,
