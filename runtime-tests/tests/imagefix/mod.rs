@@ -27,6 +27,12 @@ pub enum Entry {
     RawFile(Vec<u8>, Vec<u8>),
     /// A hard link whose target is written as-is.
     RawHardLink(Vec<u8>, Vec<u8>),
+    /// A symlink whose name and target are written as-is.
+    RawSymlink(Vec<u8>, Vec<u8>),
+    /// A directory whose name is written as-is.
+    RawDir(Vec<u8>),
+    BlockDev(&'static str, u32, u32),
+    Fifo(&'static str),
 }
 
 /// An old-style header with name and link name bytes copied verbatim.
@@ -88,6 +94,30 @@ pub fn layer(entries: &[Entry]) -> Vec<u8> {
             Entry::RawHardLink(name, target) => {
                 let h = raw_header(tar::EntryType::Link, name, target, 0);
                 b.append(&h, &[][..]).unwrap();
+            }
+            Entry::RawSymlink(name, target) => {
+                let h = raw_header(tar::EntryType::Symlink, name, target, 0);
+                b.append(&h, &[][..]).unwrap();
+            }
+            Entry::RawDir(name) => {
+                let mut h = raw_header(tar::EntryType::Directory, name, b"", 0);
+                h.set_mode(0o755);
+                h.set_cksum();
+                b.append(&h, &[][..]).unwrap();
+            }
+            Entry::BlockDev(name, major, minor) => {
+                h.set_entry_type(tar::EntryType::Block);
+                h.set_mode(0o660);
+                h.set_size(0);
+                h.set_device_major(*major).unwrap();
+                h.set_device_minor(*minor).unwrap();
+                b.append_data(&mut h, name, &[][..]).unwrap();
+            }
+            Entry::Fifo(name) => {
+                h.set_entry_type(tar::EntryType::Fifo);
+                h.set_mode(0o644);
+                h.set_size(0);
+                b.append_data(&mut h, name, &[][..]).unwrap();
             }
         }
     }
@@ -279,4 +309,105 @@ pub fn write_oci_layout(dir: &Path, images: &[&Image], c: Compression) -> PathBu
         std::fs::write(p, data).unwrap();
     }
     dir.to_path_buf()
+}
+
+/// A layer as an OCI archive stores it: the blob's bytes and the digest of
+/// the tar inside it (the config's diff_id).
+pub struct Blob {
+    pub data: Vec<u8>,
+    pub diff_id: String,
+}
+
+impl Blob {
+    pub fn gzip(layer: &[u8]) -> Blob {
+        Blob {
+            data: compress(layer, Compression::Gzip),
+            diff_id: format!("sha256:{}", sha256_hex(layer)),
+        }
+    }
+}
+
+/// The config document of an image made of `blobs` (the test image's
+/// usual fields and their diff_ids).
+pub fn config_for(blobs: &[Blob]) -> Vec<u8> {
+    let ids: Vec<&str> = blobs.iter().map(|b| b.diff_id.as_str()).collect();
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": ids}
+    }))
+    .unwrap()
+}
+
+/// The manifest document naming `config` and `blobs` by the digests of
+/// their bytes.
+pub fn manifest_for(blobs: &[Blob], config: &[u8]) -> Vec<u8> {
+    let layers: Vec<serde_json::Value> = blobs
+        .iter()
+        .map(|b| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": format!("sha256:{}", sha256_hex(&b.data)), "size": b.data.len()}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", sha256_hex(config)), "size": config.len()},
+        "layers": layers
+    }))
+    .unwrap()
+}
+
+/// The index document naming `manifest` by the digest of its bytes.
+pub fn index_for(manifest: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": format!("sha256:{}", sha256_hex(manifest)), "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "hostile:1"}
+    }]}))
+    .unwrap()
+}
+
+/// The files of a one-image OCI layout from ready-made documents, each blob
+/// stored under the digest of its bytes: a test breaks one document and
+/// keeps (or deliberately breaks) the references to it.
+pub fn oci_parts(
+    blobs: &[Blob],
+    config: &[u8],
+    manifest: &[u8],
+    index: &[u8],
+) -> Vec<(String, Vec<u8>)> {
+    let mut files = vec![(
+        "oci-layout".to_string(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+    )];
+    for b in blobs {
+        files.push((
+            format!("blobs/sha256/{}", sha256_hex(&b.data)),
+            b.data.clone(),
+        ));
+    }
+    files.push((
+        format!("blobs/sha256/{}", sha256_hex(config)),
+        config.to_vec(),
+    ));
+    files.push((
+        format!("blobs/sha256/{}", sha256_hex(manifest)),
+        manifest.to_vec(),
+    ));
+    files.push(("index.json".to_string(), index.to_vec()));
+    files
+}
+
+/// A consistent one-image OCI layout made of `blobs`.
+pub fn oci_files_of(blobs: &[Blob]) -> Vec<(String, Vec<u8>)> {
+    let config = config_for(blobs);
+    let manifest = manifest_for(blobs, &config);
+    oci_parts(blobs, &config, &manifest, &index_for(&manifest))
+}
+
+/// A tar holding `files` as regular members, in order.
+pub fn write_tar_files(path: &Path, files: &[(String, Vec<u8>)]) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    for (name, data) in files {
+        add(&mut b, name, data);
+    }
+    b.finish().unwrap();
 }
