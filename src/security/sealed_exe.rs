@@ -13,9 +13,9 @@ use std::os::unix::ffi::OsStrExt;
 /// `#!/proc/self/exe` script) could rewrite the hpcc binary once it is no
 /// longer busy. As runc does, hpcc re-executes itself from a sealed memfd
 /// copy, so every such /proc/N/exe names a sealed, write-proof copy.
-/// Returns at once when already running from one, or when the binary sits
-/// on a read-only mount (which a container cannot make writable); else it
-/// only returns on failure.
+/// Returns at once when already running from one, when the binary sits on
+/// a read-only mount (which a container cannot make writable), or when an
+/// unprivileged caller cannot write it; else it only returns on failure.
 pub fn run_from_sealed_copy() -> Result<()> {
     let exe = nix::fcntl::open(
         "/proc/self/exe",
@@ -35,6 +35,15 @@ pub fn run_from_sealed_copy() -> Result<()> {
     }
     if nix::sys::statvfs::fstatvfs(&exe)
         .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+    {
+        return Ok(());
+    }
+    // Without real root, a container's processes hold at most our own
+    // rights on the host (its other uids are subordinate ones): a binary
+    // we cannot write (the usual install, owned by root) they cannot
+    // either, and the copy (a few milliseconds per call) buys nothing.
+    if !crate::launch::is_real_root()
+        && nix::unistd::access("/proc/self/exe", nix::unistd::AccessFlags::W_OK).is_err()
     {
         return Ok(());
     }
