@@ -69,7 +69,7 @@ run_as "$DEMO/hpcc" --root "$XDG/hpcc" list | sed 's/^/  /'
 # Part 2: the image front door. Pack the same busybox tree as a
 # docker-archive tar (what `docker save` writes) and run it directly.
 IMG=$DEMO/image
-mkdir -p "$IMG/layer/bin" "$IMG/layer/etc" "$IMG/layer/work" "$IMG/out"
+mkdir -p "$IMG/layer/bin" "$IMG/layer/etc" "$IMG/layer/work"
 cp /bin/busybox "$IMG/layer/bin/busybox"
 for applet in sh echo cat id ls touch tr; do ln -s busybox "$IMG/layer/bin/$applet"; done
 cat > "$IMG/layer/hello-image.sh" <<'SCRIPT'
@@ -79,16 +79,8 @@ echo "  my PID:           $$   (hpcc exec'd in place: the PID hpcc started with)
 echo "  working dir:      $(pwd)"
 if touch /cannot-write 2>/dev/null; then echo "  image:            writable"; else echo "  image:            read-only (the cached copy never changes)"; fi
 SCRIPT
-tar -C "$IMG/layer" --owner=0 --group=0 --numeric-owner -cf "$IMG/out/layer.tar" .
-layer_sha=$(sha256sum "$IMG/out/layer.tar" | cut -d' ' -f1)
-arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
-printf '{"architecture":"%s","os":"linux","config":{"Env":["PATH=/bin"],"Entrypoint":["/bin/sh","-c"],"Cmd":["sh /hello-image.sh"],"WorkingDir":"/work"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-    "$arch" "$layer_sha" > "$IMG/out/config.json"
-config_sha=$(sha256sum "$IMG/out/config.json" | cut -d' ' -f1)
-mv "$IMG/out/config.json" "$IMG/out/$config_sha.json"
-printf '[{"Config":"%s.json","RepoTags":["hpcc-demo:latest"],"Layers":["layer.tar"]}]' "$config_sha" > "$IMG/out/manifest.json"
-tar -C "$IMG/out" -cf "$DEMO/demo.tar" manifest.json "$config_sha.json" layer.tar
-chmod 644 "$DEMO/demo.tar"
+ROOT_OWNED=1 sh "$(dirname "$0")/pack-image.sh" "$IMG/layer" "$DEMO/demo.tar" hpcc-demo:latest \
+    '{"Env":["PATH=/bin"],"Entrypoint":["/bin/sh","-c"],"Cmd":["sh /hello-image.sh"],"WorkingDir":"/work"}'
 CACHE=$DEMO/cache
 if [ "$(id -u)" = 0 ]; then mkdir -p "$CACHE" && chown nobody "$CACHE"; fi
 echo "\$ hpcc run demo.tar          (first run unpacks into the cache)"

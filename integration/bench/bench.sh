@@ -49,20 +49,7 @@ for a in sh true; do ln -s busybox "$W/bb/bin/$a"; done
 echo "root:x:0:0:root:/root:/bin/sh" >"$W/bb/etc/passwd"
 echo "root:x:0:" >"$W/bb/etc/group"
 touch "$W/bb/etc/hosts" "$W/bb/etc/resolv.conf"
-pack_image() { # DIR OUT.tar TAG
-    local d=$1 out=$2 tag=$3 t
-    t=$(mktemp -d "$W/pack.XXXXXX")
-    tar -C "$d" --numeric-owner -cf "$t/layer.tar" .
-    local ls cs
-    ls=$(sha256sum "$t/layer.tar" | cut -d' ' -f1)
-    printf '{"architecture":"%s","os":"linux","config":{"Env":["PATH=/usr/local/bin:/usr/bin:/bin"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-        "$(dpkg --print-architecture 2>/dev/null || echo amd64)" "$ls" >"$t/c.json"
-    cs=$(sha256sum "$t/c.json" | cut -d' ' -f1)
-    mv "$t/c.json" "$t/$cs.json"
-    printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["layer.tar"]}]' "$cs" "$tag" >"$t/manifest.json"
-    tar -C "$t" -cf "$out" manifest.json "$cs.json" layer.tar
-    rm -rf "$t"
-}
+pack_image() { sh "$HERE/../pack-image.sh" "$@"; }
 pack_image "$W/bb" "$W/bb.tar" bench-busybox:1
 # The MPI image's layer, gzipped, as an OCI layout (for umoci) and archive
 # (for hpcc), plus the bare .tar.gz (for GNU tar).

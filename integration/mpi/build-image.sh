@@ -14,7 +14,7 @@ mpich) PACKAGES=mpich,libmpich12 MPICC=mpicc.mpich TAG=hpcc-mpich ;;
 esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 STAMP="$OUT.inputs"
-want="$( (sha256sum "$HERE/pingpong.c" "$0"; echo "$FLAVOR") | sha256sum | cut -d' ' -f1)"
+want="$( (sha256sum "$HERE/pingpong.c" "$0" "$HERE/../pack-image.sh"; echo "$FLAVOR") | sha256sum | cut -d' ' -f1)"
 if [ -f "$OUT" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
     echo "mpi image: $OUT is up to date"
     exit 0
@@ -32,17 +32,7 @@ debootstrap --variant=minbase --include="$PACKAGES" bookworm "$WORK/rootfs" "$MI
     { tail -20 "$WORK/debootstrap.log" >&2; exit 1; }
 rm -rf "$WORK/rootfs/var/cache/apt/archives/"*.deb "$WORK/rootfs/var/lib/apt/lists/"* "$WORK/rootfs/dev/"*
 $MPICC -O2 -o "$WORK/rootfs/usr/local/bin/pingpong" "$HERE/pingpong.c"
-mkdir "$WORK/out"
-tar -C "$WORK/rootfs" --numeric-owner -cf "$WORK/out/layer.tar" .
-layer_sha=$(sha256sum "$WORK/out/layer.tar" | cut -d' ' -f1)
-arch=$(dpkg --print-architecture)
-printf '{"architecture":"%s","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["/bin/bash"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-    "$arch" "$layer_sha" >"$WORK/out/config.json"
-config_sha=$(sha256sum "$WORK/out/config.json" | cut -d' ' -f1)
-mv "$WORK/out/config.json" "$WORK/out/$config_sha.json"
-printf '[{"Config":"%s.json","RepoTags":["%s:latest"],"Layers":["layer.tar"]}]' "$config_sha" "$TAG" >"$WORK/out/manifest.json"
-tar -C "$WORK/out" -cf "$OUT.tmp" manifest.json "$config_sha.json" layer.tar
-chmod 644 "$OUT.tmp"
-mv "$OUT.tmp" "$OUT"
+sh "$HERE/../pack-image.sh" "$WORK/rootfs" "$OUT" "$TAG:latest" \
+    '{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["/bin/bash"]}'
 echo "$want" >"$STAMP"
 echo "mpi image: wrote $OUT ($(du -h "$OUT" | cut -f1))"
