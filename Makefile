@@ -21,7 +21,7 @@ MPICH_IMAGE := $(abspath target/hpcc-mpi/mpich.tar)
 export HPCC_MPI_IMAGE ?= $(MPI_IMAGE)
 export HPCC_MPICH_IMAGE ?= $(MPICH_IMAGE)
 
-.PHONY: all build install demo test unit runtime-tests runtime-tests-rootless integration lint clean mpi-image bench FORCE
+.PHONY: all build install demo test unit runtime-tests runtime-tests-rootless integration lint clean mpi-image bench fuzz FORCE
 
 all: build
 
@@ -70,6 +70,21 @@ integration: build mpi-image
 # Side-by-side performance against the peers; never part of make test.
 bench: build mpi-image
 	bash integration/bench/bench.sh $(abspath $(BIN)) $(MPI_IMAGE)
+
+# cargo-fuzz targets (fuzz/, its own workspace, built with nightly and
+# ASan into fuzz/target), FUZZ_SECONDS each, one after the other; fails on
+# the first crash, leaving the input in fuzz/artifacts/TARGET/. New inputs
+# go to fuzz/target/work/TARGET, so the committed corpus stays as it is.
+# Needs `cargo install cargo-fuzz`; never part of make test.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := spec_config image_manifest layer_apply seccomp signals_idmap
+fuzz:
+	@set -e; cd fuzz; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $$t for $(FUZZ_SECONDS)s"; mkdir -p target/work/$$t; \
+		cargo +nightly fuzz run $$t target/work/$$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=16384 -print_final_stats=1 \
+			|| { echo "fuzz: $$t failed (crash input in fuzz/artifacts/$$t/)"; exit 1; }; \
+	done; echo "fuzz: no target crashed"
 
 clean:
 	$(CARGO) clean

@@ -7,6 +7,8 @@ pub mod cgroups;
 pub mod cli;
 pub mod commands;
 pub mod container;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hooks;
 pub mod hpc;
 pub mod image;
