@@ -1834,9 +1834,10 @@ fn a_full_disk_fails_in_one_line_and_leaves_no_partial_image() {
     if !can_unshare() {
         return;
     }
-    // Out of bytes: 64 MiB of zeros on a 16 MiB cache.
+    // Out of bytes: 64 MiB of data on a 16 MiB cache (not zeros: those
+    // are written as holes and take no space).
     let env = Env::new("enospc");
-    let blobs = base_and(&[Entry::File("fill".into(), vec![0; 64 << 20], 0o644)]);
+    let blobs = base_and(&[Entry::File("fill".into(), vec![0xa5; 64 << 20], 0o644)]);
     let img = env.oci("full", &imagefix::oci_files_of(&blobs));
     let (o, images, tmp) = run_on_tmpfs(&env, "size=16m", &img);
     let e = stderr(&o);

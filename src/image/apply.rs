@@ -151,7 +151,7 @@ impl Applier {
                 )
                 .map_err(|e| anyhow!("create: {e}"))?;
                 let mut file = File::from(owned(fd));
-                let n = std::io::copy(entry, &mut file).map_err(|e| anyhow!("write: {e}"))?;
+                let n = copy_with_holes(entry, &mut file).map_err(|e| anyhow!("write: {e}"))?;
                 self.bytes += n;
                 self.files += 1;
                 if self.privileged {
@@ -402,5 +402,72 @@ fn remove_entry(parent: &OwnedFd, name: &Path) -> Result<()> {
                 .map_err(|e| anyhow!("removing {}: {e}", name.display()))
         }
         Err(e) => bail!("removing {}: {e}", name.display()),
+    }
+}
+
+/// Copies a file's contents, leaving each all-zero 64 KiB block as a hole.
+/// The content is the same, but a layer that declares gigabytes of zeros
+/// (a gzip bomb, or a GNU sparse entry whose 2 KiB header announces a
+/// 1 GiB hole) costs no disk.
+fn copy_with_holes(from: &mut impl Read, to: &mut File) -> std::io::Result<u64> {
+    use std::io::{Seek, SeekFrom, Write};
+    const BLOCK: usize = 64 * 1024;
+    let mut buf = vec![0u8; BLOCK];
+    let mut total = 0u64;
+    let mut ends_in_hole = false;
+    loop {
+        let mut len = 0;
+        while len < BLOCK {
+            match from.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if len == 0 {
+            break;
+        }
+        if buf[..len].iter().all(|&b| b == 0) {
+            to.seek(SeekFrom::Current(len as i64))?;
+            ends_in_hole = true;
+        } else {
+            to.write_all(&buf[..len])?;
+            ends_in_hole = false;
+        }
+        total += len as u64;
+        if len < BLOCK {
+            break;
+        }
+    }
+    // A trailing hole has no byte written after it: give the file its size.
+    if ends_in_hole {
+        to.set_len(total)?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_blocks_become_holes_with_the_same_content() {
+        use std::os::unix::fs::MetadataExt;
+        let path = std::env::temp_dir().join(format!("hpcc-holes-{}", std::process::id()));
+        let mut data = vec![0u8; 8 << 20];
+        data[100] = 1;
+        data.extend_from_slice(b"tail");
+        data.extend(std::iter::repeat_n(0u8, 3 << 20));
+        let mut out = File::create(&path).unwrap();
+        let n = copy_with_holes(&mut &data[..], &mut out).unwrap();
+        drop(out);
+        assert_eq!(n, data.len() as u64);
+        let back = std::fs::read(&path).unwrap();
+        assert!(back == data, "content differs");
+        // Allocated blocks (512 B units): far below the 11 MiB written.
+        let blocks = std::fs::metadata(&path).unwrap().blocks();
+        std::fs::remove_file(&path).unwrap();
+        assert!(blocks * 512 < 1 << 20, "{blocks} blocks allocated");
     }
 }
