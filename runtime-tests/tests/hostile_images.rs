@@ -13,7 +13,7 @@
 
 mod imagefix;
 
-use imagefix::{Blob, Entry, Image};
+use imagefix::{list, Blob, Entry, Image};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -85,12 +85,7 @@ impl Env {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(runtime_tests::hpcc_bin());
-        c.args(args)
-            .env("HPCC_CACHE_DIR", self.cache())
-            .current_dir("/")
-            .stdin(Stdio::null());
-        c
+        imagefix::hpcc_with_cache(&self.cache(), args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -185,18 +180,6 @@ impl Drop for Env {
         let _ = Command::new("rm").arg("-rf").arg(&self.dir).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn list(p: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(p)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 fn stdout(o: &Output) -> String {

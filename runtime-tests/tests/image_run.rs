@@ -5,7 +5,7 @@
 
 mod imagefix;
 
-use imagefix::{Compression, Entry, Image};
+use imagefix::{list, Compression, Entry, Image};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -40,13 +40,7 @@ impl Env {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(runtime_tests::hpcc_bin());
-        // From "/", which no bind shows, so the image's WorkingDir applies.
-        c.args(args)
-            .env("HPCC_CACHE_DIR", self.cache())
-            .current_dir("/")
-            .stdin(Stdio::null());
-        c
+        imagefix::hpcc_with_cache(&self.cache(), args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -67,16 +61,6 @@ impl Drop for Env {
         make_writable(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn list(p: &Path) -> Vec<String> {
-    std::fs::read_dir(p)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Unpacked images keep read-only directories; open them up for removal.

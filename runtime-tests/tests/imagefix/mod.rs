@@ -411,3 +411,27 @@ pub fn write_tar_files(path: &Path, files: &[(String, Vec<u8>)]) {
     }
     b.finish().unwrap();
 }
+
+/// hpcc with `cache` as its image cache, run from "/" (which no bind
+/// shows, so the image's WorkingDir applies) with no stdin.
+pub fn hpcc_with_cache(cache: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(runtime_tests::hpcc_bin());
+    c.args(args)
+        .env("HPCC_CACHE_DIR", cache)
+        .current_dir("/")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// The names in a directory, sorted; empty when it is missing.
+pub fn list(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
