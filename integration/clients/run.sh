@@ -52,9 +52,16 @@ if [ "$(id -u)" = 0 ]; then
         export SLURM_TEST_DIR=$WORK/slurm
         trap 'sh "$HERE/../slurm/stop-cluster.sh" "$WORK/slurm"; rm -rf "$WORK"' EXIT
     fi
+    # The clone may sit where the user cannot read (CI clones as root):
+    # the user runs copies of the suites.
+    mkdir -p "$WORK/suites/clients"
+    cp -r "$HERE/../slurm" "$WORK/suites/"
+    cp "$HERE"/lib.bash "$HERE"/*.bats "$WORK/suites/clients/"
+    chmod -R a+rX "$WORK/suites"
     echo "=== client suites as $TEST_USER ==="
     for s in "${suites[@]}"; do
         grep -q '^# rootless: yes' "$s" || continue
+        s=$WORK/suites/clients/$(basename "$s")
         (cd "$WORK/tmp" && setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups \
             env -i HOME="$home" USER="$TEST_USER" PATH=/usr/sbin:/usr/bin:/sbin:/bin TMPDIR="$WORK/tmp" \
             HPCC="$HPCC" HPCC_IMAGE="$HPCC_IMAGE" HPCC_IMAGE_TAG="$HPCC_IMAGE_TAG" \
