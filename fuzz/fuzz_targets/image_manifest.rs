@@ -10,26 +10,14 @@
 //! bare hex, so the fuzzer can write digests it cannot compute.
 #![no_main]
 
-use hpcc::fuzzing::{remove_tree, resolve, Digest, Source};
+#[path = "common/scratch.rs"]
+mod scratch;
+
+use hpcc::fuzzing::{resolve, Digest, Source};
 use libfuzzer_sys::fuzz_target;
+use scratch::remove_stale;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-
-/// Removes the scratch directories of earlier runs that have exited.
-fn remove_stale(tmp: &Path, prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(tmp) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = remove_tree(&e.path());
-        }
-    }
-}
 
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();

@@ -6,8 +6,12 @@
 //! were.
 #![no_main]
 
+#[path = "common/scratch.rs"]
+mod scratch;
+
 use hpcc::fuzzing::{remove_tree, Applier};
 use libfuzzer_sys::fuzz_target;
+use scratch::remove_stale;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -23,22 +27,6 @@ struct Scratch {
 fn stat(p: &Path) -> (u64, u64, u32, u64, u64, i64) {
     let m = std::fs::symlink_metadata(p).expect("sentinel");
     (m.dev(), m.ino(), m.mode(), m.nlink(), m.size(), m.mtime())
-}
-
-/// Removes the scratch directories of earlier runs that have exited.
-fn remove_stale(tmp: &Path, prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(tmp) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = remove_tree(&e.path());
-        }
-    }
 }
 
 fn scratch() -> &'static Scratch {
