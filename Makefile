@@ -21,7 +21,7 @@ MPICH_IMAGE := $(abspath target/hpcc-mpi/mpich.tar)
 export HPCC_MPI_IMAGE ?= $(MPI_IMAGE)
 export HPCC_MPICH_IMAGE ?= $(MPICH_IMAGE)
 
-.PHONY: all build install demo test unit runtime-tests runtime-tests-rootless integration lint clean mpi-image bench fuzz FORCE
+.PHONY: all build install demo demo-deps test test-deps unit runtime-tests runtime-tests-rootless integration lint clean mpi-image bench fuzz FORCE
 
 all: build
 
@@ -34,11 +34,25 @@ $(BIN): FORCE
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/hpcc
 
-demo: build
+# The Debian packages come first: `file` and gcc are needed to build.
+demo: demo-deps build
 	@sh integration/demo.sh $(abspath $(BIN))
 
-test: lint unit mpi-image runtime-tests runtime-tests-rootless integration
-	@echo "make test: all suites passed"
+demo-deps:
+	@sh integration/deps.sh demo
+
+# Every suite ends with "N passed, N failed, N skipped"; the lines are
+# collected in SUMMARY and repeated at the end. Under make test every
+# client and tool is required: a missing one fails, never skips.
+SUMMARY := $(abspath target/test-summary.txt)
+test: export HPCC_REQUIRE_CLIENTS = 1
+test: export HPCC_SUMMARY_FILE = $(SUMMARY)
+test: test-deps lint unit mpi-image runtime-tests runtime-tests-rootless integration
+	@echo "make test: every suite passed:"; sed 's/^/  /' $(SUMMARY)
+
+test-deps:
+	@sh integration/deps.sh test
+	@mkdir -p $(dir $(SUMMARY)) && : >$(SUMMARY)
 
 # Needs root (debootstrap); as a user it is skipped and the MPI tests say so.
 mpi-image:
@@ -52,11 +66,12 @@ lint:
 	$(CARGO) clippy $(CARGO_FLAGS) --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test $(CARGO_FLAGS) -p hpcc
+	@sh integration/suite.sh "unit tests" $(CARGO) test $(CARGO_FLAGS) -p hpcc
 
 # Conformance tests as the invoking user (root in CI).
 runtime-tests: build
-	HPCC_BIN=$(abspath $(BIN)) $(CARGO) test $(CARGO_FLAGS) -p runtime-tests -- --test-threads=2
+	@HPCC_BIN=$(abspath $(BIN)) sh integration/suite.sh "runtime-tests as $$(id -un)" \
+		$(CARGO) test $(CARGO_FLAGS) -p runtime-tests -- --test-threads=2
 
 # The same conformance tests as an unprivileged user: rootless is the main case.
 runtime-tests-rootless: build

@@ -51,7 +51,7 @@ else
     mkdir -p -m 700 "$XDG"
 fi
 
-run_as() { $AS env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp XDG_RUNTIME_DIR="$XDG" "$@"; }
+run_as() { $AS env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp XDG_RUNTIME_DIR="$XDG" "$@"; }
 
 echo "hpcc demo: a busybox bundle in $BUNDLE"
 echo "\$ hpcc --version"

@@ -28,11 +28,12 @@ if [ ! -x "$BIN" ]; then
     exit 2
 fi
 
+HERE=$(cd "$(dirname "$0")" && pwd)
 if [ "$(id -u)" -ne 0 ]; then
     echo "=== rootless conformance suite: running as $(id -un) (uid $(id -u)) ==="
     # CARGO_TEST_CMD is a command line: word splitting is intended.
     # shellcheck disable=SC2086
-    HPCC_BIN=$BIN exec $CARGO_TEST_CMD -- --test-threads=2
+    HPCC_BIN=$BIN exec sh "$HERE/suite.sh" "runtime-tests as $(id -un)" $CARGO_TEST_CMD -- --test-threads=2
 fi
 
 # --- as root ------------------------------------------------------------------
@@ -99,19 +100,27 @@ chown "$TEST_USER:" "$WORK/tmp" "$WORK/xdg"
 chmod 700 "$WORK/tmp" "$WORK/xdg"
 
 echo "=== rootless conformance suite: running as $TEST_USER (uid $USER_UID) ==="
+# Each test's output also goes to one log, and its skips to another, for
+# the count at the end.
+: >"$WORK/out.log"
+: >"$WORK/skips"
+chmod 666 "$WORK/skips"
 failed=""
 while IFS= read -r exe; do
     name=$(basename "$exe")
     echo "--- $name (as $TEST_USER)"
-    if ! (cd "$WORK/tmp" && setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups \
-        env -i HOME="$USER_HOME" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    # Debian's PATH for an ordinary user: no /sbin, no /usr/sbin.
+    # The pipe into tee hides the test's status: it goes through a file.
+    (rc=0; cd "$WORK/tmp" && setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups \
+        env -i HOME="$USER_HOME" USER="$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
         XDG_RUNTIME_DIR="$WORK/xdg" TMPDIR="$WORK/tmp" HPCC_BIN="$WORK/bin/hpcc" \
+        HPCC_SKIP_LOG="$WORK/skips" \
         RUST_BACKTRACE="${RUST_BACKTRACE:-0}" ${HPCC_REQUIRE_CLIENTS:+HPCC_REQUIRE_CLIENTS=$HPCC_REQUIRE_CLIENTS} \
         ${HPCC_MPI_IMAGE:+HPCC_MPI_IMAGE=$HPCC_MPI_IMAGE} ${HPCC_MPICH_IMAGE:+HPCC_MPICH_IMAGE=$HPCC_MPICH_IMAGE} \
-        "$WORK/bin/$name" --test-threads=2) </dev/null; then
-        failed="$failed $name"
-    fi
+        "$WORK/bin/$name" --test-threads=2 2>&1 || rc=$?; echo "$rc" >"$WORK/rc") </dev/null | tee -a "$WORK/out.log"
+    [ "$(cat "$WORK/rc")" = 0 ] || failed="$failed $name"
 done <"$WORK/exes"
+sh "$HERE/summary.sh" "runtime-tests as $TEST_USER" "$WORK/out.log" "$WORK/skips"
 
 if [ -n "$failed" ]; then
     echo "=== rootless conformance suite FAILED (as $TEST_USER):$failed ===" >&2

@@ -63,7 +63,7 @@ if [ "$(id -u)" = 0 ]; then
         grep -q '^# rootless: yes' "$s" || continue
         s=$WORK/suites/clients/$(basename "$s")
         (cd "$WORK/tmp" && setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups \
-            env -i HOME="$home" USER="$TEST_USER" PATH=/usr/sbin:/usr/bin:/sbin:/bin TMPDIR="$WORK/tmp" \
+            env -i HOME="$home" USER="$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin TMPDIR="$WORK/tmp" \
             HPCC="$HPCC" HPCC_IMAGE="$HPCC_IMAGE" HPCC_IMAGE_TAG="$HPCC_IMAGE_TAG" \
             HPCC_MPI_IMAGE="$HPCC_MPI_IMAGE" HPCC_REQUIRE_CLIENTS="${HPCC_REQUIRE_CLIENTS:-0}" \
             ${SLURM_TEST_DIR:+SLURM_TEST_DIR=$SLURM_TEST_DIR} \
@@ -73,7 +73,13 @@ fi
 
 passed=$(grep -c '^ok ' "$TAP" || true)
 skipped=$(grep -c '^ok .* # skip' "$TAP" || true)
-echo "client suites: $((passed - skipped)) passed, $(grep -c '^not ok ' "$TAP" || true) failed, $skipped skipped"
+if grep -q '^ok .* # skip' "$TAP"; then
+    echo "client suites: skipped tests and why:"
+    grep '^ok .* # skip' "$TAP" | sed 's/^ok [0-9]* /  skipped: /; s/ # skip/:/'
+fi
+line="client suites: $((passed - skipped)) passed, $(grep -c '^not ok ' "$TAP" || true) failed, $skipped skipped"
+echo "$line"
+if [ -n "${HPCC_SUMMARY_FILE:-}" ]; then echo "$line" >>"$HPCC_SUMMARY_FILE"; fi
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "=== client suites FAILED: ${failed[*]} ===" >&2
     exit 1

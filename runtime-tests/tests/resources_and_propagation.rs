@@ -77,9 +77,7 @@ fn cpu_cpuset_and_blkio_limits_are_seen_inside_the_container() {
 #[test]
 fn the_cgroup_mount_shows_only_the_containers_own_cgroup() {
     if !is_root() || unified_host() {
-        eprintln!(
-            "skipped: the per-hierarchy cgroup view is built on v1/hybrid hosts for containers with a cgroup (root here)"
-        );
+        runtime_tests::skip("the per-hierarchy cgroup view is built on v1/hybrid hosts for containers with a cgroup (root here)");
         return;
     }
     let env = TestEnv::new("cgview");
@@ -189,7 +187,7 @@ fn cgroup_v2_limits_freeze_exec_update_and_removal() {
     let has_hugetlb = fs::read_to_string(format!("{unified}/cgroup.controllers"))
         .is_ok_and(|c| c.split_whitespace().any(|x| x == "hugetlb"));
     if !is_root() || unified_host() || !has_hugetlb {
-        eprintln!("skipped: needs root on a hybrid host whose cgroup2 hierarchy has hugetlb (the v2 view is made with a private mount)");
+        runtime_tests::skip("needs root on a hybrid host whose cgroup2 hierarchy has hugetlb (the v2 view is made with a private mount)");
         return;
     }
     let env = TestEnv::new("cgv2");
@@ -256,7 +254,7 @@ fn cgroup_v2_limits_freeze_exec_update_and_removal() {
 #[test]
 fn systemd_cgroup_driver_fails_clearly_without_systemd() {
     if std::path::Path::new("/run/systemd/system").is_dir() {
-        eprintln!("skipped: systemd runs here; this test is for hosts without it");
+        runtime_tests::skip("systemd runs here; this test is for hosts without it");
         return;
     }
     let env = TestEnv::new("sdcg");

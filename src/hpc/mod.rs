@@ -100,7 +100,8 @@ pub fn plan(
         Some(_) => None,
         None => std::env::current_dir()
             .ok()
-            .and_then(|c| binds::cwd_inside(&binds, &c)),
+            .and_then(|c| Some(c.clone()).zip(binds::cwd_inside(&binds, &c)))
+            .and_then(|(host, inside)| reachable_cwd(&host, inside)),
     };
     let who = Identity {
         uid: inside_uid,
@@ -135,6 +136,26 @@ pub fn plan(
         files,
         share_host_dev,
     })
+}
+
+/// The container starts in the host's cwd only when this user can enter
+/// it: a checkout under someone else's mode-700 directory (or a lost
+/// automount) is shown by a bind but cannot be entered, and Apptainer's
+/// answer, a warning and the image's WorkingDir, beats refusing to run.
+/// The caller's own rights are those of the process inside (its uid maps
+/// to the caller's, or it is real root).
+fn reachable_cwd(host: &Path, inside: PathBuf) -> Option<PathBuf> {
+    match nix::unistd::access(host, nix::unistd::AccessFlags::X_OK) {
+        Ok(()) => Some(inside),
+        Err(e) => {
+            crate::logging::warn(&format!(
+                "cannot enter the current directory {} ({}); starting in the image's working directory",
+                host.display(),
+                e.desc()
+            ));
+            None
+        }
+    }
 }
 
 fn prepend_path(env: &mut Vec<(String, String)>, key: &str, dirs: &[String]) {
