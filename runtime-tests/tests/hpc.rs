@@ -4,34 +4,39 @@
 
 mod imagefix;
 
+use imagefix::scratch::Scratch;
 use imagefix::Image;
+use runtime_tests::ok;
+use std::ops::Deref;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
+use std::process::{Command, Output};
 
 fn uid() -> u32 {
     // SAFETY: getuid has no preconditions.
     unsafe { libc::getuid() }
 }
 
+/// A scratch directory with its own image cache and the test image.
 struct Env {
-    dir: PathBuf,
+    scratch: Scratch,
     image: PathBuf,
+}
+
+/// The scratch directory's `dir`, `cache()` and removal on drop. Its
+/// `cmd` and `run` are replaced by the ones below, which run the image.
+impl Deref for Env {
+    type Target = Scratch;
+
+    fn deref(&self) -> &Scratch {
+        &self.scratch
+    }
 }
 
 impl Env {
     fn new(tag: &str) -> Env {
-        let dir = std::env::temp_dir().join(format!(
-            "hpcc-hpc-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let image = dir.join("img.tar");
+        let scratch = Scratch::with_prefix("hpcc-hpc", tag);
+        let image = scratch.dir.join("img.tar");
         let img =
             Image::new(vec![imagefix::base_layer()], "hpc:1").with_config(serde_json::json!({
                 "Env": ["PATH=/bin", "FROM_IMAGE=image", "OMPI_MCA_x=image"],
@@ -39,20 +44,17 @@ impl Env {
                 "WorkingDir": "/"
             }));
         imagefix::write_docker_archive(&image, &[&img]);
-        Env { dir, image }
+        Env { scratch, image }
     }
 
+    /// `hpcc run PRE IMAGE -- SCRIPT`, with this cache and no site config.
     fn cmd(&self, pre: &[&str], script: &str) -> Command {
-        let mut c = Command::new(runtime_tests::hpcc_bin());
-        c.arg("run")
-            .args(pre)
+        let mut c = self.scratch.cmd(&["run"]);
+        c.args(pre)
             .arg(&self.image)
             .arg("--")
             .arg(script)
-            .env("HPCC_CACHE_DIR", self.dir.join("cache"))
-            .env_remove("HPCC_CONFIG")
-            .current_dir("/")
-            .stdin(Stdio::null());
+            .env_remove("HPCC_CONFIG");
         c
     }
 
@@ -67,29 +69,6 @@ impl Env {
     }
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = Command::new("chmod")
-            .arg("-R")
-            .arg("u+rwX")
-            .arg(&self.dir)
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-#[track_caller]
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "hpcc failed: {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[track_caller]
 fn fails_with(o: &Output, needle: &str) {
     let e = String::from_utf8_lossy(&o.stderr);
@@ -101,8 +80,7 @@ fn fails_with(o: &Output, needle: &str) {
 }
 
 fn my_name() -> String {
-    let out = Command::new("id").arg("-un").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    runtime_tests::user_name().expect("running id -un")
 }
 
 #[test]
@@ -229,7 +207,8 @@ fn stand_in_ld_cache(dir: &Path) -> PathBuf {
     assert!(st.success());
     std::fs::write(dir.join("ld.so.conf"), format!("{}\n", libdir.display())).unwrap();
     let cache = dir.join("ld.so.cache");
-    let st = Command::new("ldconfig")
+    // ldconfig is in /sbin, which is not on a user's PATH.
+    let st = Command::new("/sbin/ldconfig")
         .arg("-C")
         .arg(&cache)
         .arg("-f")

@@ -6,95 +6,13 @@
 mod imagefix;
 
 use imagefix::{list, Compression, Entry, Image};
+use runtime_tests::{is_root, ok, stderr, stdout};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+use std::process::{Output, Stdio};
 
 /// A scratch directory with its own image cache.
-struct Env {
-    dir: PathBuf,
-}
-
-impl Env {
-    fn new(tag: &str) -> Env {
-        let dir = std::env::temp_dir().join(format!(
-            "hpcc-img-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Env { dir }
-    }
-
-    fn cache(&self) -> PathBuf {
-        self.dir.join("cache")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        imagefix::hpcc_with_cache(&self.cache(), args)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("running hpcc")
-    }
-
-    fn image_dirs(&self) -> Vec<String> {
-        list(&self.cache().join("images"))
-    }
-
-    fn tmp_entries(&self) -> Vec<String> {
-        list(&self.cache().join("tmp"))
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        make_writable(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Unpacked images keep read-only directories; open them up for removal.
-fn make_writable(p: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(m) = std::fs::symlink_metadata(p) {
-        if m.is_dir() {
-            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
-            for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
-                make_writable(&e.path());
-            }
-        }
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "hpcc failed: {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    );
-    stdout(o)
-}
+type Env = imagefix::scratch::Scratch;
 
 #[track_caller]
 fn fails_with(o: &Output, needles: &[&str]) {
@@ -245,7 +163,7 @@ fn all_formats_give_the_same_tree_and_share_one_cache_entry() {
         assert_eq!(t, &trees[0]);
     }
     assert_eq!(
-        env.image_dirs().len(),
+        env.images().len(),
         1,
         "one digest-keyed entry for one image"
     );
@@ -324,7 +242,7 @@ fn root_is_read_only_and_writable_tmpfs_is_thrown_away() {
         ok(&env.run(&["run", t, "--", "ls /newfile 2>/dev/null || echo absent"])),
         "absent\n"
     );
-    let dirs = env.image_dirs();
+    let dirs = env.images();
     let rootfs = env.cache().join("images").join(&dirs[0]).join("rootfs");
     assert!(rootfs.join("data/old.txt").exists());
     assert!(!rootfs.join("newfile").exists() && !rootfs.join("data/new").exists());
@@ -384,7 +302,7 @@ fn tampered_blob_is_refused_and_leaves_no_entry() {
     let e = stderr(&o);
     assert!(e.contains("digest mismatch") || e.contains("layer"), "{e}");
     assert!(
-        env.image_dirs().is_empty(),
+        env.images().is_empty(),
         "no cache entry for a refused image"
     );
     assert!(env.tmp_entries().is_empty(), "no half-made unpack left");
@@ -408,7 +326,7 @@ fn hostile_layers_write_nothing_outside_the_cache() {
         &["climbs out"],
     );
     assert!(!env.dir.join("escaped").exists() && !env.cache().join("escaped").exists());
-    assert!(env.image_dirs().is_empty() && env.tmp_entries().is_empty());
+    assert!(env.images().is_empty() && env.tmp_entries().is_empty());
     // 2. An absolute name, a symlink to a host directory followed by a write
     //    through it (across layers), and a hard link to a host file: all
     //    confined to the rootfs.
@@ -436,7 +354,7 @@ fn hostile_layers_write_nothing_outside_the_cache() {
     let rootfs = env
         .cache()
         .join("images")
-        .join(&env.image_dirs()[0])
+        .join(&env.images()[0])
         .join("rootfs");
     let inside = |p: &str| {
         std::fs::read_to_string(rootfs.join(p.trim_start_matches('/'))).unwrap_or_default()
@@ -491,7 +409,7 @@ fn concurrent_cold_starts_unpack_once() {
         unpacks += stderr(&o).matches("unpacked image").count();
     }
     assert_eq!(unpacks, 1, "exactly one of 8 processes unpacked");
-    assert_eq!(env.image_dirs().len(), 1);
+    assert_eq!(env.images().len(), 1);
     assert!(env.tmp_entries().is_empty());
 }
 
@@ -525,7 +443,7 @@ fn killed_unpack_is_never_used_and_is_cleaned_up() {
         "the unpack ended before the kill; the test proves nothing"
     );
     assert!(
-        env.image_dirs().is_empty(),
+        env.images().is_empty(),
         "a killed unpack must not appear as an image"
     );
     assert_eq!(env.tmp_entries().len(), 1, "the killed unpack's leftovers");
@@ -545,7 +463,7 @@ fn killed_unpack_is_never_used_and_is_cleaned_up() {
         env.tmp_entries().is_empty(),
         "the next run cleaned the leftovers"
     );
-    assert_eq!(env.image_dirs().len(), 1);
+    assert_eq!(env.images().len(), 1);
 }
 
 #[test]
@@ -607,7 +525,7 @@ fn images_rmi_and_prune_manage_the_cache() {
     let t = tar.to_str().unwrap();
     ok(&env.run(&["run", t, "--", "true"]));
     let listing = ok(&env.run(&["images"]));
-    let digest = env.image_dirs().pop().unwrap();
+    let digest = env.images().pop().unwrap();
     assert!(
         listing.contains(&digest[..12]) && listing.contains("demo:latest"),
         "{listing}"
@@ -617,10 +535,10 @@ fn images_rmi_and_prune_manage_the_cache() {
     assert_eq!(json[0]["digest"], format!("sha256:{digest}"));
     // rmi by image file, then run again (re-unpacks), then rmi by prefix.
     assert!(ok(&env.run(&["rmi", t])).contains(&digest));
-    assert!(env.image_dirs().is_empty());
+    assert!(env.images().is_empty());
     ok(&env.run(&["run", t, "--", "true"]));
     assert!(ok(&env.run(&["rmi", &digest[..10]])).contains(&digest));
-    assert!(env.image_dirs().is_empty());
+    assert!(env.images().is_empty());
     fails_with(&env.run(&["rmi", "0000000000"]), &["no cached image"]);
     // prune: an image whose archive is gone goes; a leftover unpack goes.
     ok(&env.run(&["run", t, "--", "true"]));
@@ -636,7 +554,7 @@ fn images_rmi_and_prune_manage_the_cache() {
         o.contains("removed 1 image(s), 1 unfinished unpack(s), 1 stale reference(s)"),
         "{o}"
     );
-    assert!(env.image_dirs().is_empty() && env.tmp_entries().is_empty());
+    assert!(env.images().is_empty() && env.tmp_entries().is_empty());
 }
 
 #[test]
@@ -703,7 +621,7 @@ fn an_oci_layer_must_match_the_configs_diff_id() {
         &env.run(&["run", p.to_str().unwrap(), "--", "/bin/true"]),
         &["digest mismatch"],
     );
-    assert!(env.image_dirs().is_empty() && env.tmp_entries().is_empty());
+    assert!(env.images().is_empty() && env.tmp_entries().is_empty());
 }
 
 #[test]
@@ -801,14 +719,14 @@ fn an_image_in_use_is_not_removed() {
     let mut running = env.cmd(&["run", t, "--", "exec sleep 30"]).spawn().unwrap();
     // Wait until the container is up (its overlay mounted).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while env.image_dirs().is_empty() && std::time::Instant::now() < deadline {
+    while env.images().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let digest = env.image_dirs().pop().expect("the image was cached");
+    let digest = env.images().pop().expect("the image was cached");
     fails_with(&env.run(&["rmi", &digest[..12]]), &["in use"]);
     assert!(ok(&env.run(&["prune", "--all"])).contains("removed 0 image(s)"));
-    assert_eq!(env.image_dirs().len(), 1);
+    assert_eq!(env.images().len(), 1);
     running.kill().unwrap();
     running.wait().unwrap();
     assert!(ok(&env.run(&["rmi", &digest[..12]])).contains(&digest));

@@ -3,14 +3,10 @@
 //! work), oversubscribe, and end cleanly when a rank dies. Needs mpirun and
 //! the MPI test image (`make mpi-image`, path in HPCC_MPI_IMAGE).
 
+use runtime_tests::{have, is_root, remove_tree};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// The image and a cache dir, or None (with the reason printed) when the
 /// prerequisites are missing and CI did not ask for them.
@@ -18,12 +14,7 @@ fn setup(tag: &str) -> Option<(PathBuf, PathBuf)> {
     let image = std::env::var_os("HPCC_MPI_IMAGE")
         .map(PathBuf::from)
         .filter(|p| p.is_file());
-    let mpirun = Command::new("mpirun")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let mpirun = have("mpirun");
     let why = match (&image, mpirun) {
         (Some(_), true) => None,
         (None, _) => Some("HPCC_MPI_IMAGE is not set to the MPI test image (make mpi-image)"),
@@ -78,15 +69,6 @@ fn hpcc() -> String {
     runtime_tests::hpcc_bin().display().to_string()
 }
 
-fn cleanup(cache: &PathBuf) {
-    let _ = Command::new("chmod")
-        .arg("-R")
-        .arg("u+rwX")
-        .arg(cache)
-        .status();
-    let _ = std::fs::remove_dir_all(cache);
-}
-
 #[test]
 fn ranks_share_one_container_and_pass_4mib_messages() {
     let Some((image, cache)) = setup("share") else {
@@ -123,7 +105,7 @@ fn ranks_share_one_container_and_pass_4mib_messages() {
         .filter(|e| e.file_name().to_string_lossy().contains("hpcc"))
         .collect();
     assert!(shm.is_empty(), "{shm:?}");
-    cleanup(&cache);
+    remove_tree(&cache);
 }
 
 #[test]
@@ -147,7 +129,7 @@ fn four_ranks_on_two_cores_with_oversubscribe() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("pingpong done ranks=4"));
-    cleanup(&cache);
+    remove_tree(&cache);
 }
 
 #[test]
@@ -174,7 +156,7 @@ fn no_join_gives_each_rank_its_own_container() {
     let ids: std::collections::BTreeSet<String> =
         text(&out.stdout).lines().map(str::to_string).collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
-    cleanup(&cache);
+    remove_tree(&cache);
 }
 
 #[test]
@@ -203,7 +185,7 @@ fn a_dying_rank_ends_the_job() {
         started.elapsed() < Duration::from_secs(60),
         "the surviving rank was not ended"
     );
-    cleanup(&cache);
+    remove_tree(&cache);
 }
 
 #[test]
@@ -237,7 +219,7 @@ fn the_images_own_mpirun_runs_ranks_inside_one_container() {
         text(&out.stderr)
     );
     assert!(text(&out.stdout).contains("pingpong done ranks=2"));
-    cleanup(&cache);
+    remove_tree(&cache);
 }
 
 /// MPICH ranks in separate user namespaces fail in MPI_Init (UCX cannot
@@ -282,5 +264,5 @@ fn mpich_ranks_run_when_they_share_a_container() {
         "{so}\n{}",
         text(&out.stderr)
     );
-    cleanup(&cache);
+    remove_tree(&cache);
 }

@@ -2,24 +2,13 @@
 //! the same tree that umoci produces, and run. Needs podman and umoci (CI
 //! installs both); set HPCC_REQUIRE_CLIENTS=1 to make their absence fail.
 
-use sha2::{Digest, Sha256};
+mod imagefix;
+
+use runtime_tests::TempTree as Dir;
+use runtime_tests::{have, is_root};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use std::process::Command;
 
 /// True when the tools are here; otherwise says why the test cannot run,
 /// and fails when CI asked for the clients.
@@ -75,13 +64,7 @@ fn walk(root: &Path, p: &Path, out: &mut Vec<String>) {
             )
         } else {
             let data = std::fs::read(&path).unwrap();
-            (
-                "f",
-                Sha256::digest(&data)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
-            )
+            ("f", imagefix::sha256_hex(&data))
         };
         let owner = if is_root() {
             format!(" {}:{}", m.uid(), m.gid())
@@ -98,19 +81,6 @@ fn walk(root: &Path, p: &Path, out: &mut Vec<String>) {
         if ft.is_dir() {
             walk(root, &path, out);
         }
-    }
-}
-
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = Command::new("chmod")
-            .arg("-R")
-            .arg("u+rwX")
-            .arg(&self.0)
-            .status();
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -7,11 +7,7 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use runtime_tests::{is_root, TestEnv};
-
-fn sh(script: &str) -> Vec<&str> {
-    vec!["sh", "-c", script]
-}
+use runtime_tests::{is_root, sh, TestEnv};
 
 /// The host's cgroup layout: v1 and hybrid hosts have one directory per
 /// controller, a unified host has cgroup.controllers at the top.

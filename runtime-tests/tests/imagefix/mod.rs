@@ -1,6 +1,8 @@
 //! Test images built from scratch: layers from the host's static busybox,
 //! packed as docker-archive, oci-archive (gzip or zstd) or an OCI layout,
-//! with the digests a real engine would write.
+//! with the digests a real engine would write; and [`scratch::Scratch`],
+//! the scratch directory with its own image cache that the image tests
+//! run hpcc in.
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
@@ -9,11 +11,15 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod scratch;
+
+/// Bytes as lowercase hex (a digest as the image documents write it).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(data))
 }
 
 pub enum Entry {
@@ -124,8 +130,11 @@ pub fn layer(entries: &[Entry]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
+/// The host's static busybox (the one the bundle tests use, see
+/// [`runtime_tests::busybox`]), as bytes.
 pub fn busybox() -> Vec<u8> {
-    std::fs::read("/bin/busybox").expect("/bin/busybox (install busybox-static)")
+    let path = runtime_tests::busybox();
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 /// The base layer: busybox and the applets the tests use.
@@ -425,13 +434,5 @@ pub fn hpcc_with_cache(cache: &Path, args: &[&str]) -> std::process::Command {
 
 /// The names in a directory, sorted; empty when it is missing.
 pub fn list(p: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(p)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    runtime_tests::list_dir(p)
 }
