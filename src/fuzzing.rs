@@ -2,8 +2,8 @@
 //! place so the surface they rely on is explicit. Not an API: hidden from
 //! the docs and free to change with the fuzz targets.
 
+pub use crate::fs::remove_tree;
 pub use crate::image::apply::Applier;
-pub use crate::image::cache::remove_tree;
 pub use crate::image::config::ImageConfig;
 pub use crate::image::digest::Digest;
 pub use crate::image::manifest::resolve;

@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod commands;
 pub mod container;
+pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hooks;

@@ -3,7 +3,7 @@
 use super::Ctx;
 use crate::cli::{CreateArgs, CreateOpts};
 use crate::container::{validate_id, ContainerState};
-use crate::launch::{self, LaunchRequest};
+use crate::launch::create::{self as launch, LaunchRequest};
 use anyhow::{Context, Result};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -45,7 +45,7 @@ pub fn create_container(
     let rootless = match ctx.global.rootless {
         crate::cli::Rootless::True => true,
         crate::cli::Rootless::False => false,
-        crate::cli::Rootless::Auto => !crate::launch::is_real_root(),
+        crate::cli::Rootless::Auto => !crate::sys::is_real_root(),
     };
     let cgroup = crate::cgroups::plan(&bundle.spec, id, ctx.global.systemd_cgroup, rootless)?;
     let state_dir = ctx.store.claim(id)?;
@@ -59,7 +59,7 @@ pub fn create_container(
         // Recorded before the cgroup exists, so that `delete --force` can
         // remove it after a create killed half-way (no state.json yet).
         if let Some(c) = &cgroup {
-            crate::container::state::write_atomic(
+            crate::fs::write_atomic(
                 &state_dir.join(crate::container::state::CGROUP_FILE),
                 &serde_json::to_vec(c)?,
                 0o600,
@@ -165,7 +165,7 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     } else {
         std::env::current_dir()?.join(path)
     };
-    crate::container::state::write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
+    crate::fs::write_atomic(&abs, pid.to_string().as_bytes(), 0o644)
         .with_context(|| format!("--pid-file {}", path.display()))
 }
 
@@ -179,8 +179,10 @@ pub fn connect_unix(path: &Path) -> Result<UnixStream> {
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| anyhow::anyhow!("{}: not a socket path", path.display()))?;
-    let dir = launch::open_dir_path(parent)?;
-    Ok(UnixStream::connect(launch::short_socket_path(&dir, name))?)
+    let dir = crate::fs::open_dir_path(parent)?;
+    Ok(UnixStream::connect(crate::fs::short_socket_path(
+        &dir, name,
+    ))?)
 }
 
 fn owner_name() -> String {

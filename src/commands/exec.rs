@@ -4,7 +4,7 @@
 use super::Ctx;
 use crate::cli::ExecArgs;
 use crate::container::Status;
-use crate::launch::execin::{exec_into, ExecRequest};
+use crate::launch::exec_in_container::{exec_into, ExecRequest};
 use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::runtime::{Capability, Process};
 use std::str::FromStr;

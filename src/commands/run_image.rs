@@ -4,13 +4,12 @@
 
 use super::Ctx;
 use crate::cli::RunImageArgs;
-use crate::hpc::join::{self, JoinGroup, JoinRequest};
+use crate::hpc::node_join::{self, JoinGroup, JoinRequest};
 use crate::hpc::{self, HpcOptions};
 use crate::image::cache::{Cache, UnpackOptions};
 use crate::image::ImageArg;
 use crate::spec::from_image::{spec_from_image, Caller, ImageRunOptions};
 use anyhow::{bail, Result};
-use std::collections::HashMap;
 
 pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
     let arg = ImageArg::parse(&a.image);
@@ -28,7 +27,7 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
     let who = Caller {
         uid: euid.as_raw(),
         gid: nix::unistd::getegid().as_raw(),
-        rootless: !crate::launch::is_real_root(),
+        rootless: !crate::sys::is_real_root(),
     };
     if a.fakeroot && !who.rootless {
         bail!("--fakeroot is for unprivileged users; you are already root");
@@ -64,7 +63,7 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
     let merged = cache.mount_dir()?.join("merged");
     let spec = spec_from_image(&img.config, &img.rootfs, &opts, who, &plan)?;
     crate::spec::validate(&spec)?;
-    let group = join_group(a, &spec, &img.digest, who.uid)?;
+    let group = join_group(a, &spec, &img.digest, who.uid);
     if let Some(g) = &group {
         crate::debug!(
             "joining {} group @{} (local size {:?})",
@@ -84,7 +83,7 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
     );
     let timeout = std::time::Duration::from_secs(a.join_timeout.max(1));
     let join = group.as_ref().map(|g| (g, timeout));
-    match crate::launch::exec_in_place(&spec, &img.rootfs, &merged, &plan.files, join)? {}
+    match crate::launch::image_mode::exec_in_place(&spec, &img.rootfs, &merged, &plan.files, join)? {}
 }
 
 /// The node-local group this rank shares a container with, if any.
@@ -93,34 +92,14 @@ fn join_group(
     spec: &oci_spec::runtime::Spec,
     digest: &crate::image::digest::Digest,
     uid: u32,
-) -> Result<Option<JoinGroup>> {
+) -> Option<JoinGroup> {
     if a.pid {
-        return Ok(None);
+        return None;
     }
     let req = JoinRequest {
         force: a.join,
         disable: a.no_join,
         tag: a.join_tag.clone(),
     };
-    let env: HashMap<String, String> = std::env::vars().collect();
-    // Everything that shapes the container; not the per-rank env or cwd.
-    let shape = serde_json::json!({
-        "image": digest.to_string(),
-        "root": spec.root(),
-        "mounts": spec.mounts(),
-        "linux": spec.linux(),
-        "user": spec.process().as_ref().map(|p| p.user()),
-    });
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let ppid = nix::unistd::getppid().as_raw() as u32;
-    Ok(join::group(
-        &req,
-        &env,
-        ppid,
-        uid,
-        &host,
-        &shape.to_string(),
-    ))
+    node_join::group_for_run(&req, spec, digest, uid)
 }

@@ -19,12 +19,10 @@ pub fn start_container(ctx: &Ctx, id: &str) -> Result<()> {
         Status::Paused => bail!("cannot start a paused container {id}; resume it"),
     }
     let dir = ctx.store.dir(id);
-    let dirfd = crate::launch::open_dir_path(&dir)?;
-    let mut conn = std::os::unix::net::UnixStream::connect(crate::launch::short_socket_path(
-        &dirfd,
-        START_SOCKET,
-    ))
-    .with_context(|| format!("container {id} is not waiting to be started"))?;
+    let dirfd = crate::fs::open_dir_path(&dir)?;
+    let mut conn =
+        std::os::unix::net::UnixStream::connect(crate::fs::short_socket_path(&dirfd, START_SOCKET))
+            .with_context(|| format!("container {id} is not waiting to be started"))?;
     // MSG_NOSIGNAL: an init that died meanwhile is an error, not our death.
     let flags = nix::sys::socket::MsgFlags::MSG_NOSIGNAL;
     nix::sys::socket::send(std::os::fd::AsRawFd::as_raw_fd(&conn), b"start", flags)

@@ -41,7 +41,7 @@ pub fn default_root() -> PathBuf {
 /// state in its XDG_RUNTIME_DIR, runc's rule (unless USER says root, as
 /// when real root runs in a container).
 fn root_of_a_user_namespace() -> bool {
-    !crate::launch::in_initial_userns() && std::env::var_os("USER").is_none_or(|u| u != "root")
+    !crate::sys::in_initial_userns() && std::env::var_os("USER").is_none_or(|u| u != "root")
 }
 
 #[cfg(test)]

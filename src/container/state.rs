@@ -6,8 +6,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::ErrorKind;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 const STATE_FILE: &str = "state.json";
@@ -103,7 +103,7 @@ impl StateStore {
     pub fn save(&self, st: &ContainerState) -> Result<()> {
         let dir = self.dir(&st.id);
         let data = serde_json::to_vec(st)?;
-        write_atomic(&dir.join(STATE_FILE), &data, 0o600)
+        crate::fs::write_atomic(&dir.join(STATE_FILE), &data, 0o600)
     }
 
     pub fn load(&self, id: &str) -> Result<ContainerState> {
@@ -202,42 +202,6 @@ fn check_private(root: &Path) -> Result<()> {
             "state root {} is not a private directory of uid {me}; remove it or set XDG_RUNTIME_DIR",
             root.display()
         );
-    }
-    Ok(())
-}
-
-/// Writes `data` to a temporary file beside `path`, fsyncs it and renames it
-/// into place.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
-    // An unguessable name, created exclusively and never through a
-    // symlink: the pid file may live in a directory others can write.
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let tmp = parent.join(format!(
-        ".{}.tmp-{}-{nonce:x}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(anyhow!(e)).with_context(|| format!("writing {}", path.display()));
     }
     Ok(())
 }

@@ -1,56 +1,17 @@
 //! Host devices in the container, on by default when the host has them:
-//! NVIDIA GPUs (nodes, driver libraries, tools, persistenced socket),
-//! InfiniBand/RDMA, AMD GPUs and the site's device patterns. Discovery
-//! reads `dev_dir` (default /dev), so tests can point it at stand-ins.
+//! NVIDIA GPUs (nodes, driver libraries from gpu_libraries.rs, tools,
+//! persistenced socket), InfiniBand/RDMA, AMD GPUs and the site's device
+//! patterns. Discovery reads `dev_dir` (default /dev), so tests can point
+//! it at stand-ins. (The container's own /dev nodes are rootfs::dev_nodes.)
 
 use super::site::{glob_files, SiteConfig};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Where driver libraries and tools appear inside the container.
 pub const GPU_LIB_DIR: &str = "/.hpcc/gpu/lib";
 pub const GPU_BIN_DIR: &str = "/.hpcc/gpu/bin";
 pub const IB_LIB_DIR: &str = "/.hpcc/ib/lib";
-
-/// The NVIDIA driver's user-space libraries (the set Apptainer's
-/// nvliblist.conf binds, less the vendor-neutral OpenCL/GL loaders an image
-/// brings itself), matched by name prefix against the ld.so cache.
-pub const NVIDIA_LIBRARIES: [&str; 33] = [
-    "libcuda.so",
-    "libcudadebugger.so",
-    "libnvidia-allocator.so",
-    "libnvidia-cfg.so",
-    "libnvidia-compiler.so",
-    "libnvidia-eglcore.so",
-    "libnvidia-egl-wayland.so",
-    "libnvidia-encode.so",
-    "libnvidia-fatbinaryloader.so",
-    "libnvidia-fbc.so",
-    "libnvidia-glcore.so",
-    "libnvidia-glsi.so",
-    "libnvidia-glvkspirv.so",
-    "libnvidia-gpucomp.so",
-    "libnvidia-ifr.so",
-    "libnvidia-ml.so",
-    "libnvidia-nscq.so",
-    "libnvidia-nvvm.so",
-    "libnvidia-opencl.so",
-    "libnvidia-opticalflow.so",
-    "libnvidia-pkcs11.so",
-    "libnvidia-ptxjitcompiler.so",
-    "libnvidia-rtcore.so",
-    "libnvidia-tls.so",
-    "libnvoptix.so",
-    "libnvcuvid.so",
-    "libGLX_nvidia.so",
-    "libEGL_nvidia.so",
-    "libGLESv2_nvidia.so",
-    "libGLESv1_CM_nvidia.so",
-    "libvdpau_nvidia.so",
-    "libnvidia-ngx.so",
-    "libnvidia-vksc-core.so",
-];
 
 pub const NVIDIA_BINARIES: [&str; 5] = [
     "nvidia-smi",
@@ -183,7 +144,7 @@ pub fn discover(site: &SiteConfig, gpus: &GpuSelect) -> Result<DevicePlan> {
             plan.env
                 .push(("CUDA_VISIBLE_DEVICES".into(), renumbered.join(",")));
         }
-        let libs = driver_libraries(&site.ld_cache(), &site.gpu_libraries);
+        let libs = super::gpu_libraries::find(&site.ld_cache(), &site.gpu_libraries);
         if !libs.is_empty() {
             for (soname, path) in libs {
                 plan.bind(path, Path::new(GPU_LIB_DIR).join(soname), true);
@@ -241,55 +202,6 @@ pub fn discover(site: &SiteConfig, gpus: &GpuSelect) -> Result<DevicePlan> {
     Ok(plan)
 }
 
-/// (soname, real file) for each driver library the ld.so cache lists,
-/// 64-bit entries only.
-fn driver_libraries(ld_cache: &Path, extra: &[String]) -> Vec<(String, PathBuf)> {
-    let out = match Command::new("ldconfig")
-        .arg("-p")
-        .arg("-C")
-        .arg(ld_cache)
-        .output()
-    {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        _ => {
-            crate::debug!(
-                "ldconfig -p -C {} failed; no GPU libraries bound",
-                ld_cache.display()
-            );
-            return Vec::new();
-        }
-    };
-    parse_ldconfig(&out, extra)
-}
-
-pub fn parse_ldconfig(text: &str, extra: &[String]) -> Vec<(String, PathBuf)> {
-    let arch = if cfg!(target_arch = "aarch64") {
-        "AArch64"
-    } else {
-        "x86-64"
-    };
-    let mut out: Vec<(String, PathBuf)> = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        let Some((left, path)) = line.split_once(" => ") else {
-            continue;
-        };
-        let Some((soname, flags)) = left.split_once(' ') else {
-            continue;
-        };
-        if !flags.contains(arch) {
-            continue;
-        }
-        let wanted = NVIDIA_LIBRARIES.iter().any(|n| soname.starts_with(n))
-            || extra.iter().any(|n| soname.starts_with(n.as_str()));
-        if wanted && !out.iter().any(|(s, _)| s == soname) {
-            let real = std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path));
-            out.push((soname.to_string(), real));
-        }
-    }
-    out
-}
-
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     let found = path
@@ -317,20 +229,6 @@ mod tests {
             GpuSelect::All
         );
         assert!(GpuSelect::parse("0,x", "--gpus").is_err());
-    }
-
-    #[test]
-    fn ldconfig_output_is_filtered_to_driver_libraries() {
-        let text = "3 libs found in cache `/etc/ld.so.cache'\n\
-            \tlibcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1\n\
-            \tlibcuda.so.1 (libc6) => /usr/lib/i386-linux-gnu/libcuda.so.1\n\
-            \tlibm.so.6 (libc6,x86-64) => /lib/x86_64-linux-gnu/libm.so.6\n\
-            \tlibsite.so.2 (libc6,x86-64) => /opt/site/libsite.so.2\n";
-        let libs = parse_ldconfig(text, &["libsite.so".to_string()]);
-        let names: Vec<&str> = libs.iter().map(|(s, _)| s.as_str()).collect();
-        if cfg!(target_arch = "x86_64") {
-            assert_eq!(names, ["libcuda.so.1", "libsite.so.2"]);
-        }
     }
 
     #[test]

@@ -1,18 +1,20 @@
 //! The HPC launch layer of image mode: who the user is inside, which
-//! environment, binds and devices the container gets, and (join.rs) how
+//! environment, binds and devices the container gets, and (node_join/) how
 //! the ranks of one job on one node share one set of namespaces.
 
 pub mod binds;
-pub mod devices;
 pub mod env;
+pub mod gpu_libraries;
+pub mod host_devices;
 pub mod identity;
-pub mod join;
+pub mod ld_cache;
+pub mod node_join;
 pub mod record;
 pub mod site;
 
 use anyhow::{Context, Result};
 use binds::Bind;
-use devices::{DevicePlan, GpuSelect};
+use host_devices::{DevicePlan, GpuSelect};
 use identity::Identity;
 use site::SiteConfig;
 use std::path::{Path, PathBuf};
@@ -65,7 +67,7 @@ pub fn plan(
         (None, Ok(v)) => GpuSelect::parse(&v, "NVIDIA_VISIBLE_DEVICES")?,
         (None, Err(_)) => GpuSelect::All,
     };
-    let mut devices = devices::discover(site, &gpus)?;
+    let mut devices = host_devices::discover(site, &gpus)?;
     // With nothing to hide, an unprivileged user's container shares the
     // host's /dev as Apptainer and Charliecloud do: one mount instead of a
     // tmpfs, a devpts and a bind per node. A GPU selection, stand-in

@@ -3,7 +3,7 @@
 //! binds and devices, the GPU driver, and the environment's keys (not its
 //! values, which may hold secrets).
 
-use super::join::JoinGroup;
+use super::node_join::JoinGroup;
 use super::HpcPlan;
 use crate::image::cache::CachedImage;
 use anyhow::{Context, Result};

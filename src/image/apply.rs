@@ -3,19 +3,20 @@
 //! xattrs. Every path is resolved inside the rootfs being built
 //! (openat2 RESOLVE_IN_ROOT), so no entry can write outside it.
 
+use super::whiteouts;
 use crate::rootfs::resolve::{create_in_root, open_in_root, Leaf};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::errno::Errno;
-use nix::fcntl::{openat, AtFlags, OFlag};
+use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{
     fchmod, fchmodat, fstatat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags,
 };
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use nix::unistd::{fchownat, linkat, symlinkat, Gid, Uid};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 pub struct Applier {
@@ -46,24 +47,16 @@ pub fn sanitize(p: &Path) -> Result<Option<PathBuf>> {
     Ok((!out.as_os_str().is_empty()).then_some(out))
 }
 
-fn owned(fd: i32) -> OwnedFd {
-    crate::sys::adopt(fd)
-}
-
 fn mtime_of(h: &tar::Header) -> TimeSpec {
     TimeSpec::new(h.mtime().unwrap_or(0).min(i64::MAX as u64) as i64, 0)
 }
 
 impl Applier {
     pub fn new(root: &Path, privileged: bool) -> Result<Applier> {
-        let fd = nix::fcntl::open(
-            root,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| anyhow!("opening {}: {e}", root.display()))?;
+        let root = crate::sys::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
+            .map_err(|e| anyhow!("opening {}: {e}", root.display()))?;
         Ok(Applier {
-            root: owned(fd),
+            root,
             privileged,
             dirs: HashMap::new(),
             device_placeholders: 0,
@@ -108,16 +101,9 @@ impl Applier {
             .to_owned();
         let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         let name_str = name.to_string_lossy();
-        if let Some(target) = name_str.strip_prefix(".wh.") {
+        if let Some(w) = whiteouts::classify(&name_str)? {
             let parent = create_in_root(&self.root, &parent_rel, Leaf::Dir)?;
-            if target == ".wh..opq" {
-                return self.make_opaque(&parent, &parent_rel, written);
-            }
-            if target.is_empty() || target == "." || target == ".." || target.contains('/') {
-                bail!("whiteout {name_str:?} names no file in its directory");
-            }
-            written.insert(parent_rel.join(target));
-            return remove_entry(&parent, Path::new(target));
+            return whiteouts::apply(w, &parent, &parent_rel, written);
         }
         written.insert(rel.clone());
         let parent = create_in_root(&self.root, &parent_rel, Leaf::Dir)?;
@@ -139,18 +125,14 @@ impl Applier {
                 self.dirs.insert(rel, (mode, header.mtime().unwrap_or(0)));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let fd = openat(
-                    Some(parent.as_raw_fd()),
+                let fd = crate::sys::openat(
+                    parent.as_fd(),
                     name.as_os_str(),
-                    OFlag::O_CREAT
-                        | OFlag::O_EXCL
-                        | OFlag::O_WRONLY
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_CLOEXEC,
+                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW,
                     Mode::from_bits_truncate(0o600),
                 )
                 .map_err(|e| anyhow!("create: {e}"))?;
-                let mut file = File::from(owned(fd));
+                let mut file = File::from(fd);
                 let n = copy_with_holes(entry, &mut file).map_err(|e| anyhow!("write: {e}"))?;
                 self.bytes += n;
                 self.files += 1;
@@ -281,46 +263,16 @@ impl Applier {
             .map_err(|e| anyhow!("chmod: {e}"))?;
             return Ok(());
         }
-        let fd = openat(
-            Some(parent.as_raw_fd()),
-            name,
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o644),
-        )
-        .map_err(|e| anyhow!("placeholder for device node: {e}"))?;
-        drop(owned(fd));
+        drop(
+            crate::sys::openat(
+                parent.as_fd(),
+                name,
+                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW,
+                Mode::from_bits_truncate(0o644),
+            )
+            .map_err(|e| anyhow!("placeholder for device node: {e}"))?,
+        );
         self.device_placeholders += 1;
-        Ok(())
-    }
-
-    /// `.wh..wh..opq`: the directory hides what lower layers put in it, but
-    /// keeps what this layer wrote.
-    fn make_opaque(
-        &self,
-        parent: &OwnedFd,
-        parent_rel: &Path,
-        written: &HashSet<PathBuf>,
-    ) -> Result<()> {
-        let dirfd = openat(
-            Some(parent.as_raw_fd()),
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| anyhow!("opaque directory: {e}"))?;
-        let mut dir =
-            nix::dir::Dir::from_fd(dirfd).map_err(|e| anyhow!("opaque directory: {e}"))?;
-        let names: Vec<std::ffi::OsString> = dir
-            .iter()
-            .filter_map(|e| e.ok())
-            .map(|e| std::ffi::OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
-            .filter(|n| n != "." && n != "..")
-            .collect();
-        for n in names {
-            if !written.contains(&parent_rel.join(&n)) {
-                remove_entry(parent, Path::new(&n))?;
-            }
-        }
         Ok(())
     }
 
@@ -361,8 +313,6 @@ impl Applier {
     }
 }
 
-use std::os::unix::ffi::OsStrExt;
-
 fn raw_display(parent: &Path, name: &std::ffi::OsStr) -> String {
     parent.join(name).display().to_string()
 }
@@ -384,24 +334,10 @@ fn replace_existing(parent: &OwnedFd, name: &std::ffi::OsStr, new_is_dir: bool) 
             if is_dir && new_is_dir {
                 return Ok(());
             }
-            remove_entry(parent, Path::new(name))
+            whiteouts::remove_entry(parent, name)
         }
         Err(Errno::ENOENT) => Ok(()),
         Err(e) => bail!("stat: {e}"),
-    }
-}
-
-/// Removes `name` in `parent`, a whole tree if it is a directory. Symlinks
-/// are removed, never followed.
-fn remove_entry(parent: &OwnedFd, name: &Path) -> Result<()> {
-    match unlinkat(Some(parent.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir) {
-        Ok(()) | Err(Errno::ENOENT) => Ok(()),
-        Err(Errno::EISDIR) | Err(Errno::EPERM) => {
-            let path = crate::rootfs::resolve::fd_path(parent).join(name);
-            crate::image::cache::remove_tree(&path)
-                .map_err(|e| anyhow!("removing {}: {e}", name.display()))
-        }
-        Err(e) => bail!("removing {}: {e}", name.display()),
     }
 }
 

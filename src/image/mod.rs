@@ -4,10 +4,13 @@
 pub mod apply;
 pub mod cache;
 pub mod config;
+pub mod decompress;
 pub mod digest;
 pub mod manifest;
-mod progress;
+mod printable;
+pub(crate) mod progress;
 pub mod source;
+pub mod whiteouts;
 
 use std::path::{Path, PathBuf};
 

@@ -2,11 +2,31 @@
 //! master goes to the caller over --console-socket with SCM_RIGHTS, which
 //! is what conmon and containerd's go-runc expect.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use nix::fcntl::OFlag;
 use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
+
+/// The terminal process.terminal asks for, sized as process.consoleSize
+/// says and owned by the process's user; see `setup_in_container`.
+pub fn setup_for(
+    sock: &OwnedFd,
+    process: &oci_spec::runtime::Process,
+    is_console: bool,
+) -> Result<()> {
+    let size = process
+        .console_size()
+        .as_ref()
+        .map(|b| (b.height() as u16, b.width() as u16));
+    setup_in_container(
+        sock,
+        size,
+        process.user().uid(),
+        process.user().gid(),
+        is_console,
+    )
+}
 
 /// Creates the pty, makes its slave the controlling terminal and stdio of
 /// this process, binds it on /dev/console, and sends the master away.
@@ -24,13 +44,12 @@ pub fn setup_in_container(
     grantpt(&master).map_err(|e| anyhow!("terminal: grantpt: {e}"))?;
     unlockpt(&master).map_err(|e| anyhow!("terminal: unlockpt: {e}"))?;
     let name = ptsname_r(&master).map_err(|e| anyhow!("terminal: ptsname: {e}"))?;
-    let slave_fd = nix::fcntl::open(
+    let slave = crate::sys::open(
         Path::new(&name),
-        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| anyhow!("terminal: opening {name}: {e}"))?;
-    let slave = crate::sys::adopt(slave_fd);
     if let Some((rows, cols)) = size {
         crate::sys::set_winsize(slave.as_fd(), rows, cols)
             .map_err(|e| anyhow!("terminal: size: {e}"))?;
@@ -39,7 +58,7 @@ pub fn setup_in_container(
     // own terminal; in a user namespace the id may not map, which is fine.
     let _ = nix::unistd::fchown(slave.as_raw_fd(), Some(uid.into()), Some(gid.into()));
     if is_console {
-        bind_console(&name)?;
+        crate::rootfs::bind_console(Path::new(&name))?;
     }
     send_fd(sock, master.as_fd(), "/dev/ptmx")?;
     drop(master);
@@ -52,31 +71,16 @@ pub fn setup_in_container(
     Ok(())
 }
 
-fn bind_console(slave: &str) -> Result<()> {
-    let console = Path::new("/dev/console");
-    if !console.exists() {
-        std::fs::File::create(console).context("creating /dev/console")?;
-    }
-    nix::mount::mount(
-        Some(slave),
-        console,
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| anyhow!("binding {slave} on /dev/console: {e}"))
-}
-
 pub fn send_fd(sock: &OwnedFd, fd: std::os::fd::BorrowedFd<'_>, name: &str) -> Result<()> {
-    super::fdpass::send_fds(sock.as_fd(), &[fd], name.as_bytes())
+    crate::sys::fdpass::send_fds(sock.as_fd(), &[fd], name.as_bytes())
         .map_err(|e| anyhow!("sending the pty master over the console socket: {e}"))
 }
 
 /// Receives the pty master (the foreground `run` uses this on its own
 /// console socket).
 pub fn recv_fd(sock: &OwnedFd) -> Result<OwnedFd> {
-    let (fds, _) =
-        super::fdpass::recv_fds(sock.as_fd(), 1).map_err(|e| anyhow!("console socket: {e}"))?;
+    let (fds, _) = crate::sys::fdpass::recv_fds(sock.as_fd(), 1)
+        .map_err(|e| anyhow!("console socket: {e}"))?;
     fds.into_iter()
         .next()
         .ok_or_else(|| anyhow!("console socket: no file descriptor received"))

@@ -71,27 +71,7 @@ pub fn write_map(pid: i32, kind: IdKind, maps: &[LinuxIdMapping], privileged: bo
         IdKind::Gid => nix::unistd::getegid().as_raw(),
     };
     match choose_writer(maps, own, privileged) {
-        Writer::Direct => {
-            if kind == IdKind::Gid && !privileged {
-                // The kernel allows an unprivileged gid map only once
-                // setgroups(2) is denied in the namespace.
-                std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
-                    .context("denying setgroups in the new user namespace")?;
-            }
-            let text = map_text(maps);
-            std::fs::write(format!("/proc/{pid}/{}", kind.file()), &text).map_err(|e| {
-                anyhow!(
-                    "writing {} {:?}: {e}{}",
-                    kind.file(),
-                    text.trim(),
-                    if privileged {
-                        ""
-                    } else {
-                        " (an unprivileged user can map only its own id)"
-                    }
-                )
-            })
-        }
+        Writer::Direct => write_direct(&pid.to_string(), kind, maps, privileged),
         Writer::Helper => {
             let out = Command::new(kind.helper())
                 .args(helper_args(pid, maps))
@@ -119,14 +99,31 @@ pub fn write_map(pid: i32, kind: IdKind, maps: &[LinuxIdMapping], privileged: bo
 
 /// Writes a map for this very process, right after it unshared its user
 /// namespace (the only case where a process may map itself).
-pub fn write_self_map(kind: IdKind, maps: &[LinuxIdMapping]) -> Result<()> {
-    if kind == IdKind::Gid {
-        std::fs::write("/proc/self/setgroups", "deny")
+pub fn write_own_map(kind: IdKind, maps: &[LinuxIdMapping]) -> Result<()> {
+    write_direct("self", kind, maps, false)
+}
+
+/// Writes /proc/`proc`/{uid,gid}_map. Unless we are privileged, the kernel
+/// takes an unprivileged gid map only once setgroups(2) is denied in the
+/// namespace.
+fn write_direct(proc: &str, kind: IdKind, maps: &[LinuxIdMapping], privileged: bool) -> Result<()> {
+    if kind == IdKind::Gid && !privileged {
+        std::fs::write(format!("/proc/{proc}/setgroups"), "deny")
             .context("denying setgroups in the new user namespace")?;
     }
     let text = map_text(maps);
-    std::fs::write(format!("/proc/self/{}", kind.file()), &text)
-        .map_err(|e| anyhow!("writing {} {:?}: {e}", kind.file(), text.trim()))
+    std::fs::write(format!("/proc/{proc}/{}", kind.file()), &text).map_err(|e| {
+        anyhow!(
+            "writing {} {:?}: {e}{}",
+            kind.file(),
+            text.trim(),
+            if privileged {
+                ""
+            } else {
+                " (an unprivileged user can map only its own id)"
+            }
+        )
+    })
 }
 
 #[cfg(test)]

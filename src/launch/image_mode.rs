@@ -3,13 +3,13 @@
 //! the process the launcher started: same PID, parent, fds and signals.
 //! Only with a PID namespace does hpcc stay, as a minimal parent.
 
-use super::idmap::{self, IdKind, Writer};
-use super::init::{self, InitConfig};
-use super::namespaces::NsPlan;
-use super::rendezvous::{self, Role};
-use crate::hpc::join::JoinGroup;
+use super::container_setup::{self, ContainerSetup};
+use super::namespaces::{self, IdMaps, NsPlan, OpenedNs, UserNs};
+use super::process_setup::{self, ProcessSetup};
+use crate::hpc::node_join::{self, JoinGroup, Role};
 use anyhow::{anyhow, bail, Result};
-use nix::sched::{setns, unshare, CloneFlags};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use nix::unistd::ForkResult;
 use oci_spec::runtime::Spec;
 use std::convert::Infallible;
@@ -30,30 +30,35 @@ pub fn exec_in_place(
     join: Option<(&JoinGroup, Duration)>,
 ) -> Result<Infallible> {
     let ns = NsPlan::from_spec(spec);
-    if !ns.join.is_empty() {
+    if !ns.join.is_empty() || matches!(ns.user, UserNs::Join(_)) {
         bail!("image mode does not join namespaces by path");
     }
-    let cfg = InitConfig::for_image(spec, lower, merged, &ns, files)?;
+    let container = ContainerSetup::new(spec, merged, lower, &ns)?.image(lower, files);
+    // The caller's session keyring (AFS and Kerberos tokens) and every fd
+    // it passed (PMI_FD) stay.
+    let process = ProcessSetup::new("image", spec)?
+        .keep_session_keyring()
+        .preserve_fds(None);
     let role = match join {
-        Some((group, timeout)) if !ns.new_pid => Some(rendezvous::meet(group, timeout)?),
+        Some((group, timeout)) if !ns.new_pid => Some(node_join::meet(group, timeout)?),
         _ => None,
     };
     let listener = match role {
         Some(Role::Follower(fds)) => {
-            enter_built_container(&fds)?;
-            let prepared = init::prepare_process(&cfg)?;
-            return Err(anyhow!(init::exec(&prepared)));
+            namespaces::enter(built_container(fds)?, own_maps(spec)?)?;
+            let prepared = process_setup::prepare(&process)?;
+            return Err(anyhow!(process_setup::exec(&prepared)));
         }
         Some(Role::Leader(l)) => Some(l),
         Some(Role::Alone) | None => None,
     };
-    if ns.new_user {
-        enter_own_userns(spec)?;
+    if ns.user == UserNs::Create {
+        check_own_maps(spec)?;
     }
-    unshare(ns.create).map_err(|e| anyhow!("creating namespaces {:?}: {e}", ns.create))?;
+    namespaces::enter(ns.open()?, own_maps(spec)?)?;
     // Handles on what we just made, for the ranks that will join it.
     let ns_handles = match &listener {
-        Some(_) => own_namespaces(ns.new_user)?,
+        Some(_) => own_namespaces(ns.in_userns())?,
         None => Vec::new(),
     };
     if ns.new_pid {
@@ -65,18 +70,56 @@ pub fn exec_in_place(
         supervise_child()?;
         supervise_child()?;
     }
-    init::build_container(&cfg)?;
+    container_setup::build(&container, None)?;
     if let (Some(l), Some((group, timeout))) = (listener, join) {
-        rendezvous::spawn_holder(l, ns_handles, group.local_size, timeout)?;
+        node_join::spawn_holder(l, ns_handles, group.local_size, timeout)?;
     }
-    let prepared = init::prepare_process(&cfg)?;
-    Err(anyhow!(init::exec(&prepared)))
+    let prepared = process_setup::prepare(&process)?;
+    Err(anyhow!(process_setup::exec(&prepared)))
+}
+
+/// The namespaces a follower received: the user namespace first when
+/// there is one, the mount namespace last.
+fn built_container(mut fds: Vec<OwnedFd>) -> Result<OpenedNs> {
+    let mnt = fds
+        .pop()
+        .ok_or_else(|| anyhow!("join: no namespace received"))?;
+    Ok(OpenedNs::built_container(fds.pop(), mnt))
+}
+
+/// Image mode maps only the caller's own ids (the maps are in the Spec).
+fn own_maps(spec: &Spec) -> Result<IdMaps<'_>> {
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| anyhow!("no linux section"))?;
+    Ok(IdMaps::Own {
+        uids: linux.uid_mappings().as_deref().unwrap_or(&[]),
+        gids: linux.gid_mappings().as_deref().unwrap_or(&[]),
+    })
+}
+
+/// An unprivileged process may write only the one line that maps its own
+/// uid and gid.
+fn check_own_maps(spec: &Spec) -> Result<()> {
+    use super::idmap::{choose_writer, Writer};
+    let IdMaps::Own { uids, gids } = own_maps(spec)? else {
+        return Ok(());
+    };
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    if choose_writer(uids, uid, false) != Writer::Direct
+        || choose_writer(gids, gid, false) != Writer::Direct
+    {
+        bail!("image mode maps only the caller's own uid and gid");
+    }
+    Ok(())
 }
 
 /// Forks; the parent forwards signals to the child, waits for it and
 /// exits with its status (128+N for signal N); the child returns.
 fn supervise_child() -> Result<()> {
-    match crate::sys::fork_single_threaded().map_err(|e| anyhow!("fork: {e}"))? {
+    match crate::sys::fork_single_threaded()? {
         ForkResult::Parent { child } => {
             super::supervise::forward_signals(child.as_raw())?;
             let code = super::supervise::wait_for(child.as_raw())?;
@@ -87,13 +130,9 @@ fn supervise_child() -> Result<()> {
 }
 
 fn open_ns(name: &str) -> Result<OwnedFd> {
-    let fd = nix::fcntl::open(
-        format!("/proc/self/ns/{name}").as_str(),
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| anyhow!("opening /proc/self/ns/{name}: {e}"))?;
-    Ok(crate::sys::adopt(fd))
+    let path = format!("/proc/self/ns/{name}");
+    crate::sys::open(path.as_str(), OFlag::O_RDONLY, Mode::empty())
+        .map_err(|e| anyhow!("opening {path}: {e}"))
 }
 
 /// The user (when we made one) and mount namespaces, in joining order.
@@ -104,43 +143,4 @@ fn own_namespaces(new_user: bool) -> Result<Vec<OwnedFd>> {
     }
     v.push(open_ns("mnt")?);
     Ok(v)
-}
-
-/// setns into a node's container: the user namespace first (it grants the
-/// right to join the mount namespace), then the mount namespace, whose root
-/// is the container's root.
-fn enter_built_container(fds: &[OwnedFd]) -> Result<()> {
-    let (mnt, rest) = fds
-        .split_last()
-        .ok_or_else(|| anyhow!("join: no namespace received"))?;
-    if let Some(user) = rest.first() {
-        setns(user, CloneFlags::CLONE_NEWUSER)
-            .map_err(|e| anyhow!("join: entering the user namespace: {e}"))?;
-    }
-    setns(mnt, CloneFlags::CLONE_NEWNS)
-        .map_err(|e| anyhow!("join: entering the mount namespace: {e}"))?;
-    nix::unistd::chdir("/").map_err(|e| anyhow!("join: chdir /: {e}"))
-}
-
-/// unshare(CLONE_NEWUSER) and map ourselves: an unprivileged process may
-/// write its own single-id maps once setgroups is denied.
-fn enter_own_userns(spec: &Spec) -> Result<()> {
-    let linux = spec
-        .linux()
-        .as_ref()
-        .ok_or_else(|| anyhow!("no linux section"))?;
-    let uids = linux.uid_mappings().as_deref().unwrap_or(&[]);
-    let gids = linux.gid_mappings().as_deref().unwrap_or(&[]);
-    let uid = nix::unistd::geteuid().as_raw();
-    let gid = nix::unistd::getegid().as_raw();
-    if idmap::choose_writer(uids, uid, false) != Writer::Direct
-        || idmap::choose_writer(gids, gid, false) != Writer::Direct
-    {
-        bail!("image mode maps only the caller's own uid and gid");
-    }
-    unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| {
-        anyhow!("creating user namespace: {e} (are unprivileged user namespaces enabled?)")
-    })?;
-    idmap::write_self_map(IdKind::Uid, uids)?;
-    idmap::write_self_map(IdKind::Gid, gids)
 }

@@ -7,11 +7,11 @@
 use super::resolve::openat2_in_root;
 use anyhow::{anyhow, bail, Result};
 use nix::errno::Errno;
-use nix::fcntl::{openat, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
 pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
@@ -19,13 +19,8 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| anyhow!("{}: no file name", path.display()))?;
-    let root = nix::fcntl::open(
-        "/",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| anyhow!("opening /: {e}"))?;
-    let root = crate::sys::adopt(root);
+    let root = crate::sys::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
+        .map_err(|e| anyhow!("opening /: {e}"))?;
     let rel = parent.strip_prefix("/").unwrap_or(parent);
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
@@ -39,12 +34,12 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
                 | ResolveFlag::RESOLVE_NO_SYMLINKS
                 | ResolveFlag::RESOLVE_NO_XDEV,
         );
-    let dir = match openat2_in_root(root.as_raw_fd(), rel, how) {
+    let dir = match openat2_in_root(root.as_fd(), rel, how) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => {
             std::fs::create_dir_all(parent)
                 .map_err(|e| anyhow!("creating {}: {e}", parent.display()))?;
-            openat2_in_root(root.as_raw_fd(), rel, how)
+            openat2_in_root(root.as_fd(), rel, how)
                 .map_err(|e| anyhow!("{}: {e}", parent.display()))?
         }
         Err(e) => bail!(
@@ -53,19 +48,18 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
             path.display()
         ),
     };
-    let dir = crate::sys::adopt(dir);
     match unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => {}
         Err(e) => bail!("replacing {}: {e}", path.display()),
     }
-    let fd = openat(
-        Some(dir.as_raw_fd()),
+    let fd = crate::sys::openat(
+        dir.as_fd(),
         name,
-        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW,
         Mode::from_bits_truncate(0o644),
     )
     .map_err(|e| anyhow!("creating {}: {e}", path.display()))?;
-    let mut f = std::fs::File::from(crate::sys::adopt(fd));
+    let mut f = std::fs::File::from(fd);
     f.write_all(data)
         .map_err(|e| anyhow!("writing {}: {e}", path.display()))
 }

@@ -1,7 +1,8 @@
-//! Switching the process's root to the container rootfs.
+//! Switching the process's root to the container rootfs (the kernel side
+//! of `Op::PivotRoot` and `Op::MoveRoot`).
 
 use anyhow::{anyhow, Result};
-use nix::fcntl::{open, OFlag};
+use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
@@ -9,13 +10,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 fn open_dir(p: &Path) -> Result<OwnedFd> {
-    let fd = open(
-        p,
-        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| anyhow!("opening {}: {e}", p.display()))?;
-    Ok(crate::sys::adopt(fd))
+    crate::sys::open(p, OFlag::O_DIRECTORY | OFlag::O_RDONLY, Mode::empty())
+        .map_err(|e| anyhow!("opening {}: {e}", p.display()))
 }
 
 /// pivot_root(".", ".") as runc and crun do it: the old root ends up

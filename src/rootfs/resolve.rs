@@ -4,9 +4,9 @@
 
 use anyhow::{anyhow, Context, Result};
 use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 fn how(flags: OFlag) -> OpenHow {
@@ -18,24 +18,20 @@ fn how(flags: OFlag) -> OpenHow {
 /// openat2 with RESOLVE_IN_ROOT, retried on EAGAIN: the kernel answers
 /// that when a rename or mount anywhere on the host raced a ".." step, and
 /// the lookup is safe to repeat.
-pub fn openat2_in_root(dirfd: RawFd, path: &Path, how: OpenHow) -> nix::Result<RawFd> {
+pub fn openat2_in_root(dir: BorrowedFd<'_>, path: &Path, how: OpenHow) -> nix::Result<OwnedFd> {
     let mut tries = 0;
     loop {
-        match openat2(dirfd, path, how) {
+        match crate::sys::openat2(dir, path, how) {
             Err(Errno::EAGAIN) if tries < 1000 => tries += 1,
             r => return r,
         }
     }
 }
 
-fn owned(fd: RawFd) -> OwnedFd {
-    crate::sys::adopt(fd)
-}
-
 /// Opens `path` (taken as relative to `root`) as an O_PATH handle.
 pub fn open_in_root(root: &OwnedFd, path: &Path) -> nix::Result<OwnedFd> {
     let rel = relative(path);
-    openat2_in_root(root.as_raw_fd(), &rel, how(OFlag::O_PATH)).map(owned)
+    openat2_in_root(root.as_fd(), &rel, how(OFlag::O_PATH))
 }
 
 /// Reads a small regular file of an image, e.g. its /etc/passwd, resolving
@@ -43,20 +39,14 @@ pub fn open_in_root(root: &OwnedFd, path: &Path) -> nix::Result<OwnedFd> {
 /// host file. None when it is missing, not a regular file, or too large.
 pub fn read_in_root(root: &Path, path: &Path, max: u64) -> Option<String> {
     use std::io::Read;
-    let dir = nix::fcntl::open(
-        root,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .ok()?;
-    let dir = owned(dir);
+    let dir = crate::sys::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).ok()?;
     let fd = openat2_in_root(
-        dir.as_raw_fd(),
+        dir.as_fd(),
         &relative(path),
         how(OFlag::O_RDONLY | OFlag::O_NONBLOCK),
     )
     .ok()?;
-    let file = std::fs::File::from(owned(fd));
+    let file = std::fs::File::from(fd);
     let meta = file.metadata().ok()?;
     if !meta.is_file() || meta.len() > max {
         return None;
@@ -66,10 +56,7 @@ pub fn read_in_root(root: &Path, path: &Path, max: u64) -> Option<String> {
     Some(text)
 }
 
-/// The `/proc/self/fd/N` name of an fd, for syscalls that take a path.
-pub fn fd_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
+pub use crate::fs::fd_path;
 
 fn relative(path: &Path) -> PathBuf {
     let rel: PathBuf = path
@@ -134,11 +121,10 @@ fn create_walk(root: &OwnedFd, rel: &Path, leaf: Leaf, path: &Path) -> Result<Wa
         }
         let parent = cur.parent().unwrap_or(Path::new("."));
         let parent_fd = openat2_in_root(
-            root.as_raw_fd(),
+            root.as_fd(),
             &relative(parent),
             how(OFlag::O_DIRECTORY | OFlag::O_RDONLY),
         )
-        .map(owned)
         .map_err(|e| {
             anyhow!(
                 "{}: opening parent {}: {e}",
@@ -149,13 +135,13 @@ fn create_walk(root: &OwnedFd, rel: &Path, leaf: Leaf, path: &Path) -> Result<Wa
         let name = c.as_os_str();
         let last = i + 1 == comps.len();
         let made = if last && leaf == Leaf::File {
-            nix::fcntl::openat(
-                Some(parent_fd.as_raw_fd()),
+            crate::sys::openat(
+                parent_fd.as_fd(),
                 name,
-                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW,
                 Mode::from_bits_truncate(0o644),
             )
-            .map(|fd| drop(owned(fd)))
+            .map(drop)
         } else {
             nix::sys::stat::mkdirat(
                 Some(parent_fd.as_raw_fd()),
@@ -212,14 +198,8 @@ mod tests {
         std::fs::create_dir_all(&outside).unwrap();
         symlink(&outside, root.join("escape")).unwrap();
         symlink("../../../..", root.join("up")).unwrap();
-        let rootfd = owned(
-            nix::fcntl::open(
-                &root,
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .unwrap(),
-        );
+        let rootfd =
+            crate::sys::open(&root, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
         // An absolute symlink to a host directory is re-rooted, so the walk
         // either fails inside the root or creates inside it; never outside.
         let _ = create_in_root(&rootfd, Path::new("/escape/sub"), Leaf::Dir);

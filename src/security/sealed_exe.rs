@@ -17,13 +17,12 @@ use std::os::unix::ffi::OsStrExt;
 /// a read-only mount (which a container cannot make writable), or when an
 /// unprivileged caller cannot write it; else it only returns on failure.
 pub fn run_from_sealed_copy() -> Result<()> {
-    let exe = nix::fcntl::open(
+    let exe = crate::sys::open(
         "/proc/self/exe",
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        OFlag::O_RDONLY,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| anyhow!("opening /proc/self/exe: {e}"))?;
-    let exe = crate::sys::adopt(exe);
     let wanted = SealFlag::F_SEAL_SEAL
         | SealFlag::F_SEAL_SHRINK
         | SealFlag::F_SEAL_GROW
@@ -42,7 +41,7 @@ pub fn run_from_sealed_copy() -> Result<()> {
     // rights on the host (its other uids are subordinate ones): a binary
     // we cannot write (the usual install, owned by root) they cannot
     // either, and the copy (a few milliseconds per call) buys nothing.
-    if !crate::launch::is_real_root()
+    if !crate::sys::is_real_root()
         && nix::unistd::access("/proc/self/exe", nix::unistd::AccessFlags::W_OK).is_err()
     {
         return Ok(());

@@ -20,9 +20,7 @@ pub fn check_version(v: &str) -> Result<()> {
 
 pub fn validate(spec: &Spec) -> Result<()> {
     check_version(spec.version())?;
-    let Some(process) = spec.process() else {
-        bail!("config.json: process is required");
-    };
+    let process = super::process_of(spec)?;
     match process.args() {
         Some(args) if !args.is_empty() && !args[0].is_empty() => {}
         _ => bail!("config.json: process.args must name a program"),

@@ -32,9 +32,7 @@ pub fn recv_fds(sock: BorrowedFd<'_>, max: usize) -> Result<(Vec<OwnedFd>, Vec<u
     let mut fds = Vec::new();
     for c in msg.cmsgs().map_err(|e| anyhow!("recvmsg: {e}"))? {
         if let ControlMessageOwned::ScmRights(got) = c {
-            for fd in got {
-                fds.push(crate::sys::adopt(fd));
-            }
+            fds.extend(crate::sys::own_received(&got));
         }
     }
     if msg.flags.contains(MsgFlags::MSG_CTRUNC) {

@@ -11,6 +11,7 @@
 //!   otherwise miss every rule. Foreign architectures are killed by
 //!   seccompiler's own architecture check.
 
+pub mod load_order;
 mod table;
 
 use anyhow::{anyhow, bail, Result};
@@ -219,7 +220,9 @@ mod tests {
     /// (or -signal when the child was killed).
     fn in_child(s: &LinuxSeccomp, f: fn() -> i32) -> i32 {
         let programs = compile(s).unwrap();
-        match crate::sys::fork_single_threaded().unwrap() {
+        // SAFETY: the child makes only raw syscalls (prctl, seccomp, the
+        // probe's syscall) and then _exit: nothing that allocates or locks.
+        match unsafe { crate::sys::fork_in_threaded_test() }.unwrap() {
             nix::unistd::ForkResult::Child => {
                 let _ = nix::sys::prctl::set_no_new_privs();
                 if load(&programs).is_err() {

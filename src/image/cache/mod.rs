@@ -1,0 +1,289 @@
+//! The digest-keyed cache of unpacked images.
+//!
+//! ```text
+//! <cache>/images/<hex>/{rootfs/,config.json,meta.json,last-used}  complete images, renamed into place
+//! <cache>/tmp/<hex>.<pid>.<nanos>/                                 unpacks in progress (or killed)
+//! <cache>/refs/<key>.json                                          file identity → digest, for warm starts
+//! <cache>/locks/<hex>.lock                                         flock held while one process unpacks
+//! ```
+//! A reader sees an image only once its directory was renamed into
+//! `images/`, so it is never half made. A warm start stats the image file,
+//! reads one small refs file and the cached config, and never opens the tar.
+
+mod gc;
+mod refs;
+mod unpack;
+
+use super::config::ImageConfig;
+use super::digest::Digest;
+use super::manifest::{self, Resolved};
+use super::printable::printable;
+use super::source::Source;
+use crate::fs::{remove_tree, write_atomic};
+use anyhow::{anyhow, bail, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use refs::{identity_key, read_ref, RefEntry};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+pub struct Cache {
+    root: PathBuf,
+}
+
+/// What `images` lists about each entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    pub digest: String,
+    pub references: Vec<String>,
+    pub size: u64,
+    pub files: u64,
+    pub created: String,
+    pub source: String,
+}
+
+/// An image ready to run.
+pub struct CachedImage {
+    pub digest: Digest,
+    pub rootfs: PathBuf,
+    pub config: ImageConfig,
+}
+
+pub struct UnpackOptions {
+    pub quiet: bool,
+}
+
+impl Cache {
+    /// `$HPCC_CACHE_DIR`, else the site config's cache_dir, else
+    /// `$XDG_CACHE_HOME/hpcc`, else `~/.cache/hpcc`.
+    pub fn locate(site_cache_dir: Option<&Path>) -> Result<Cache> {
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let root = env("HPCC_CACHE_DIR")
+            .or_else(|| site_cache_dir.map(Path::to_path_buf))
+            .or_else(|| env("XDG_CACHE_HOME").map(|x| x.join("hpcc")))
+            .or_else(|| env("HOME").map(|h| h.join(".cache/hpcc")))
+            .ok_or_else(|| anyhow!("no cache directory: set HPCC_CACHE_DIR or HOME"))?;
+        Ok(Cache { root })
+    }
+
+    pub fn at(root: PathBuf) -> Cache {
+        Cache { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn sub(&self, name: &str) -> Result<PathBuf> {
+        let p = self.root.join(name);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&p)
+            .with_context(|| format!("cache directory {}", p.display()))?;
+        check_private(&self.root, fs::metadata(&self.root))?;
+        check_private(&p, fs::symlink_metadata(&p))?;
+        Ok(p)
+    }
+
+    fn image_dir(&self, d: &Digest) -> PathBuf {
+        self.root.join("images").join(d.hex())
+    }
+
+    /// An empty directory the launch mounts its private tmpfs on.
+    pub fn mount_dir(&self) -> Result<PathBuf> {
+        self.sub("mnt")
+    }
+
+    fn load_complete(&self, d: &Digest) -> Result<Option<CachedImage>> {
+        let dir = self.image_dir(d);
+        let data = match fs::read(dir.join("config.json")) {
+            Ok(data) => data,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(anyhow!(e)).with_context(|| format!("reading {}", dir.display())),
+        };
+        let config = serde_json::from_slice(&data)
+            .with_context(|| format!("{}/config.json", dir.display()))?;
+        // The last-use time `images` and `prune` report; losing it is harmless.
+        let _ = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(dir.join("last-used"));
+        Ok(Some(CachedImage {
+            digest: d.clone(),
+            rootfs: dir.join("rootfs"),
+            config,
+        }))
+    }
+
+    /// Unpacks `path` (optionally the image `want` in it) unless the cache
+    /// has it, and returns the cached rootfs.
+    pub fn ensure(
+        &self,
+        path: &Path,
+        want: Option<&str>,
+        opts: &UnpackOptions,
+    ) -> Result<CachedImage> {
+        self.ensure_inner(path, want, opts).map_err(printable)
+    }
+
+    fn ensure_inner(
+        &self,
+        path: &Path,
+        want: Option<&str>,
+        opts: &UnpackOptions,
+    ) -> Result<CachedImage> {
+        let key = identity_key(path, want)?;
+        let refs = self.sub("refs")?;
+        let ref_file = refs.join(format!("{key}.json"));
+        if let Some(d) = read_ref(&ref_file) {
+            if let Some(img) = self.load_complete(&d)? {
+                return Ok(img);
+            }
+        }
+        let src = Source::open(path)?;
+        let resolved = manifest::resolve(&src, want)?;
+        let d = resolved.config_digest.clone();
+        let img = match self.load_complete(&d)? {
+            Some(img) => img,
+            None => self.unpack_locked(&src, &resolved, opts)?,
+        };
+        let entry = RefEntry {
+            digest: d.to_string(),
+            source: fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+            reference: resolved.reference.clone(),
+        };
+        write_atomic(&ref_file, &serde_json::to_vec(&entry)?, 0o600)?;
+        Ok(img)
+    }
+
+    /// One unpack per image, however many processes ask at once: the first
+    /// to take the lock unpacks; the others wait, then find it done.
+    fn unpack_locked(
+        &self,
+        src: &Source,
+        r: &Resolved,
+        opts: &UnpackOptions,
+    ) -> Result<CachedImage> {
+        let d = &r.config_digest;
+        let locks = self.sub("locks")?;
+        let lock_file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(locks.join(format!("{}.lock", d.hex())))
+            .context("opening the cache lock")?;
+        let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow!("locking the cache: {e}"))?;
+        if let Some(img) = self.load_complete(d)? {
+            return Ok(img);
+        }
+        let tmp_root = self.sub("tmp")?;
+        // Holding the lock, any tmp dir for this digest is a killed unpack.
+        self.clear_leftovers(&tmp_root, Some(d))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.subsec_nanos())
+            .unwrap_or(0);
+        let tmp = tmp_root.join(format!("{}.{}.{nanos}", d.hex(), std::process::id()));
+        let result = self.unpack_into(&tmp, src, r, opts);
+        crate::debug!("unpacked image {d} from {}", src.describe());
+        if let Err(e) = result {
+            let _ = remove_tree(&tmp);
+            return Err(e);
+        }
+        let images = self.sub("images")?;
+        let dest = images.join(d.hex());
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = remove_tree(&tmp);
+            return Err(anyhow!(e))
+                .with_context(|| format!("moving the unpacked image to {}", dest.display()));
+        }
+        self.load_complete(d)?
+            .ok_or_else(|| anyhow!("{}: vanished right after unpacking", dest.display()))
+    }
+}
+
+/// The cache decides what runs: an entry under images/ is trusted as a
+/// verified unpack. A directory that someone else owns or may write could
+/// hold an image they planted under a digest we would trust, so it is
+/// refused. The root may be a symlink (~/.cache to scratch space); what it
+/// leads to must be ours.
+fn check_private(p: &Path, meta: std::io::Result<fs::Metadata>) -> Result<()> {
+    let meta = meta.with_context(|| format!("cache directory {}", p.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() {
+        bail!("cache directory {}: not a directory", p.display());
+    }
+    if meta.uid() != me {
+        bail!(
+            "cache directory {} belongs to uid {}, not to you (uid {me}): refusing to run images from it; set HPCC_CACHE_DIR to a directory of your own",
+            p.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        bail!(
+            "cache directory {} is writable by group or others (mode {:o}): refusing to run images from it; chmod go-w it",
+            p.display(),
+            meta.mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
+/// The config kept for warm starts: the fields hpcc reads, in the image
+/// config's own schema.
+pub(super) fn cached_config(r: &Resolved) -> serde_json::Value {
+    let c = r.config.container();
+    serde_json::json!({
+        "architecture": r.config.architecture,
+        "os": r.config.os,
+        "config": {
+            "User": c.user, "Env": c.env, "Entrypoint": c.entrypoint,
+            "Cmd": c.cmd, "WorkingDir": c.working_dir
+        },
+        "rootfs": {"type": "layers", "diff_ids": r.config.diff_ids()}
+    })
+}
+
+#[cfg(test)]
+mod tests {
+
+    #[test]
+    fn a_cache_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("hpcc-cache-perm-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let cache = Cache::at(dir.clone());
+        assert!(cache.sub("refs").is_ok());
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = format!("{:#}", cache.sub("refs").unwrap_err());
+        assert!(err.contains("writable by group or others"), "{err}");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(dir.join("refs"), fs::Permissions::from_mode(0o770)).unwrap();
+        let err = format!("{:#}", cache.sub("refs").unwrap_err());
+        assert!(err.contains("refs"), "{err}");
+        fs::set_permissions(dir.join("refs"), fs::Permissions::from_mode(0o700)).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            // Someone else's directory, however private, is not ours.
+            std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+            let err = format!("{:#}", cache.sub("refs").unwrap_err());
+            assert!(err.contains("belongs to uid 65534"), "{err}");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    use super::*;
+}

@@ -1,0 +1,76 @@
+//! The warm-start index: `refs/<key>.json` maps an image file's identity
+//! (device, inode, size, mtime, and the reference asked for) to the digest
+//! it unpacked to, so a cached start never opens the tar.
+
+use super::Cache;
+use crate::image::digest::Digest;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct RefEntry {
+    pub digest: String,
+    pub source: PathBuf,
+    pub reference: Option<String>,
+}
+
+pub(super) fn read_ref(path: &Path) -> Option<Digest> {
+    let data = fs::read(path).ok()?;
+    let r: RefEntry = serde_json::from_slice(&data).ok()?;
+    Digest::parse(&r.digest).ok()
+}
+/// A key for "this exact file": device, inode, size and mtime (plus the
+/// reference asked for). Any change to the file changes the key.
+pub(super) fn identity_key(path: &Path, want: Option<&str>) -> Result<String> {
+    let m = fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+    let m = if m.is_dir() {
+        fs::metadata(path.join("index.json"))
+            .with_context(|| format!("{}/index.json", path.display()))?
+    } else {
+        m
+    };
+    let text = format!(
+        "{}:{}:{}:{}.{}:{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        want.unwrap_or("")
+    );
+    Ok(Digest::of_bytes(text.as_bytes()).hex().to_string())
+}
+
+impl Cache {
+    /// The digest a path (and reference) was cached under, if any.
+    pub fn digest_for(&self, path: &Path, want: Option<&str>) -> Result<Option<Digest>> {
+        let key = identity_key(path, want)?;
+        Ok(read_ref(
+            &self.root.join("refs").join(format!("{key}.json")),
+        ))
+    }
+
+    pub(super) fn drop_refs(&self, mut pred: impl FnMut(&RefEntry) -> bool) -> Result<usize> {
+        let mut n = 0;
+        let Ok(rd) = fs::read_dir(self.root.join("refs")) else {
+            return Ok(0);
+        };
+        for e in rd.flatten() {
+            let Ok(data) = fs::read(e.path()) else {
+                continue;
+            };
+            let stale = match serde_json::from_slice::<RefEntry>(&data) {
+                Ok(r) => pred(&r),
+                Err(_) => true,
+            };
+            if stale {
+                fs::remove_file(e.path())?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,75 @@
+//! One unpack: each layer streamed from the source through its blob hash,
+//! the decompressor and its diff_id hash into the applier, then the
+//! cached config and metadata beside the rootfs.
+
+use super::{cached_config, Cache, Meta, UnpackOptions};
+use crate::image::apply::Applier;
+use crate::image::decompress::decompress;
+use crate::image::digest::HashingReader;
+use crate::image::manifest::Resolved;
+use crate::image::source::Source;
+use anyhow::{Context, Result};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+impl Cache {
+    pub(super) fn unpack_into(
+        &self,
+        tmp: &Path,
+        src: &Source,
+        r: &Resolved,
+        opts: &UnpackOptions,
+    ) -> Result<()> {
+        let rootfs = tmp.join("rootfs");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&rootfs)
+            .with_context(|| format!("creating {}", rootfs.display()))?;
+        let privileged = crate::sys::is_real_root();
+        let mut applier = Applier::new(&rootfs, privileged)?;
+        let total: u64 = r.layers.iter().fold(0u64, |t, l| t.saturating_add(l.size));
+        let progress = crate::image::progress::Progress::new(total, opts.quiet, &src.describe());
+        for (i, layer) in r.layers.iter().enumerate() {
+            let what = format!("{}: layer {} ({})", src.describe(), i + 1, layer.name);
+            let (raw, _) = src.open_member(&layer.name).with_context(|| what.clone())?;
+            let raw = progress.wrap(raw);
+            // blob hash (OCI only) → decompress → diff_id hash → apply
+            let blob = HashingReader::maybe(raw, layer.blob.is_some());
+            let tar_stream = HashingReader::new(decompress(blob).with_context(|| what.clone())?);
+            let tar_stream = applier
+                .apply_layer(tar_stream)
+                .with_context(|| what.clone())?;
+            let decoded = tar_stream.finish_inner(&layer.diff_id, &what)?;
+            if let Some(expected) = &layer.blob {
+                decoded.into_inner_hashing().finish(expected, &what)?;
+            }
+        }
+        applier.finish()?;
+        progress.done();
+        if applier.device_placeholders > 0 {
+            crate::logging::warn(&format!(
+                "{}: {} device node(s) in the image became empty files (creating device nodes needs root)",
+                src.describe(),
+                applier.device_placeholders
+            ));
+        }
+        let config_json = serde_json::to_vec(&cached_config(r))?;
+        let config_path = tmp.join("config.json");
+        fs::write(&config_path, config_json)
+            .with_context(|| format!("writing {}", config_path.display()))?;
+        let meta = Meta {
+            digest: r.config_digest.to_string(),
+            references: r.reference.iter().cloned().collect(),
+            size: applier.bytes,
+            files: applier.files,
+            created: crate::timefmt::now(),
+            source: src.describe(),
+        };
+        let meta_path = tmp.join("meta.json");
+        fs::write(&meta_path, serde_json::to_vec_pretty(&meta)?)
+            .with_context(|| format!("writing {}", meta_path.display()))?;
+        Ok(())
+    }
+}

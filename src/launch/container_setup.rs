@@ -1,0 +1,138 @@
+//! What is done once per container, inside its namespaces: the rootfs and
+//! its generated files, the console, hostname and sysctls. Ranks that join
+//! a node's container skip this; its builder did it once.
+
+use super::namespaces::NsPlan;
+use crate::rootfs::{self, PlanContext};
+use anyhow::{anyhow, bail, Context, Result};
+use oci_spec::runtime::{Process, Spec};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+pub struct ContainerSetup<'a> {
+    pub spec: &'a Spec,
+    process: &'a Process,
+    rootfs: &'a Path,
+    bundle: &'a Path,
+    ns: NsPlan,
+    /// mknod is allowed (real root, no user namespace).
+    use_mknod: bool,
+    no_pivot: bool,
+    /// Image mode: the cached image under an overlay at `rootfs`.
+    overlay_lower: Option<&'a Path>,
+    /// Generated files written into the private root before it turns
+    /// read-only (image mode's /etc/passwd and /etc/group).
+    files: &'a [(PathBuf, Vec<u8>)],
+    /// process.terminal: the console socket the pty master goes to; the
+    /// pty's slave is also the container's /dev/console.
+    console: Option<OwnedFd>,
+}
+
+impl<'a> ContainerSetup<'a> {
+    pub fn new(spec: &'a Spec, rootfs: &'a Path, bundle: &'a Path, ns: &NsPlan) -> Result<Self> {
+        let process = crate::spec::process_of(spec)?;
+        if ns.is_empty() {
+            bail!("config.json: linux.namespaces is empty");
+        }
+        if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !ns.has_uts {
+            bail!("config.json: hostname needs a uts namespace");
+        }
+        Ok(ContainerSetup {
+            spec,
+            process,
+            rootfs,
+            bundle,
+            ns: ns.clone(),
+            use_mknod: !ns.in_userns() && crate::sys::is_real_root(),
+            no_pivot: false,
+            overlay_lower: None,
+            files: &[],
+            console: None,
+        })
+    }
+
+    /// `--no-pivot`: MS_MOVE and chroot instead of pivot_root.
+    pub fn no_pivot(mut self, no_pivot: bool) -> Self {
+        self.no_pivot = no_pivot;
+        self
+    }
+
+    pub fn console(mut self, sock: Option<OwnedFd>) -> Self {
+        self.console = sock;
+        self
+    }
+
+    /// Image mode: the root is an overlay of the cached image `lower`
+    /// (mounted at `rootfs`), with these generated files written into it.
+    pub fn image(mut self, lower: &'a Path, files: &'a [(PathBuf, Vec<u8>)]) -> Self {
+        self.overlay_lower = Some(lower);
+        self.files = files;
+        self
+    }
+}
+
+/// Builds the container. `before_pivot` runs after the mounts and devices,
+/// just before pivot_root (where the createRuntime and createContainer
+/// hooks belong).
+pub fn build(c: &ContainerSetup, before_pivot: Option<&dyn Fn() -> Result<()>>) -> Result<()> {
+    let spec = c.spec;
+    if let Some(adj) = c.process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .with_context(|| format!("process.oomScoreAdj {adj}"))?;
+    }
+    let plan = rootfs::plan_for(&PlanContext {
+        spec,
+        rootfs: c.rootfs,
+        bundle: c.bundle,
+        in_userns: c.ns.in_userns(),
+        has_cgroupns: c.ns.has_cgroupns,
+        use_mknod: c.use_mknod,
+        no_pivot: c.no_pivot,
+        overlay_lower: c.overlay_lower,
+    })?;
+    rootfs::run(&plan.setup, before_pivot)?;
+    for (path, data) in c.files {
+        rootfs::files::write_private_file(path, data)?;
+    }
+    if let Some(sock) = &c.console {
+        super::console::setup_for(sock, c.process, true)?;
+    }
+    if c.ns.has_uts {
+        if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+            nix::unistd::sethostname(h).map_err(|e| anyhow!("hostname {h:?}: {e}"))?;
+        }
+        if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+            set_domainname(d)?;
+        }
+    }
+    if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        for (key, value) in sysctl {
+            write_sysctl(key, value)?;
+        }
+    }
+    rootfs::run(&plan.finish, None)
+}
+
+fn write_sysctl(key: &str, value: &str) -> Result<()> {
+    // "net.ipv4.ip_forward" and "net/ipv4/ip_forward" both name a file
+    // under /proc/sys; nothing may climb out of it.
+    let rel = if key.contains('/') {
+        key.to_string()
+    } else {
+        key.replace('.', "/")
+    };
+    if rel.is_empty()
+        || rel.starts_with('/')
+        || rel
+            .split('/')
+            .any(|c| c == ".." || c == "." || c.is_empty())
+    {
+        bail!("linux.sysctl: invalid key {key:?}");
+    }
+    let path = PathBuf::from("/proc/sys").join(rel);
+    std::fs::write(&path, value).map_err(|e| anyhow!("linux.sysctl {key}={value}: {e}"))
+}
+
+fn set_domainname(d: &str) -> Result<()> {
+    std::fs::write("/proc/sys/kernel/domainname", d).map_err(|e| anyhow!("domainname {d:?}: {e}"))
+}

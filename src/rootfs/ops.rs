@@ -1,0 +1,155 @@
+//! The steps of a mount plan, as plain data (bubblewrap's SetupOp list
+//! plays the same part). `plan.rs` decides them, `executor.rs` performs
+//! them; nothing here makes a system call.
+
+use super::resolve::Leaf;
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+use std::path::PathBuf;
+
+/// A mount plan in two phases: `setup` runs up to and including the switch
+/// of root; `finish` runs after the container's files, console, hostname
+/// and sysctls are in place (masked and read-only paths, a read-only
+/// root, the asked-for root propagation), so nothing before needs to
+/// write through them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MountPlan {
+    pub setup: Vec<Op>,
+    pub finish: Vec<Op>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// mount(NULL, "/", NULL, flags): the propagation of every mount in our
+    /// namespace (before the switch of root) or of the new root (after).
+    PropagateRoot { flags: MsFlags, label: &'static str },
+    /// pivot_root refuses a shared parent mount: make the mount holding
+    /// this host path private (in our namespace), as runc does.
+    PrivatizeParent(PathBuf),
+    /// pivot_root needs the new root to be a mount point: bind it on itself.
+    BindOnItself(PathBuf),
+    /// Image mode: a tmpfs on `merged`'s parent (a directory of the cache
+    /// only our mount namespace sees mounted), and an overlay of the cached
+    /// image `lower` at `merged`, so mount points can be made and the cache
+    /// never changes.
+    ImageOverlay { lower: PathBuf, merged: PathBuf },
+    /// From here on, container paths resolve inside this directory.
+    OpenRoot(PathBuf),
+    /// A filesystem or a bind at a container path, with what follows it.
+    Mount(MountOp),
+    /// Applies `Finish` to whatever is mounted at a container path.
+    Finish { dest: PathBuf, then: Finish },
+    /// A remount of a filesystem at a container path (not a bind): new
+    /// flags and data, e.g. a tmpfs made read-only once it is filled.
+    Remount {
+        dest: PathBuf,
+        flags: MsFlags,
+        data: Option<String>,
+        label: String,
+    },
+    /// A directory at a container path (an existing one is fine).
+    MakeDir(PathBuf),
+    /// A symlink at a container path (an existing name is left alone).
+    Symlink { target: PathBuf, link: PathBuf },
+    /// A device node, made with mknod (real root only).
+    MakeNode(Node),
+    /// The createRuntime and createContainer hooks run here.
+    Hooks,
+    /// pivot_root into the rootfs and detach the old root.
+    PivotRoot(PathBuf),
+    /// `--no-pivot`: MS_MOVE the rootfs over / and chroot.
+    MoveRoot(PathBuf),
+    /// linux.maskedPaths: a read-only tmpfs on a directory, /dev/null on
+    /// anything else, nothing where the path does not exist.
+    Mask(PathBuf),
+    /// linux.readonlyPaths: bound on itself and remounted read-only
+    /// (a missing path is skipped).
+    ReadOnlyPath { path: PathBuf, keep_locked: bool },
+    /// root.readonly.
+    RootReadOnly { keep_locked: bool },
+}
+
+/// One mount at a container path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOp {
+    /// Where, inside the container.
+    pub dest: PathBuf,
+    pub what: What,
+    /// What to create at `dest` when it does not exist.
+    pub leaf: Leaf,
+    /// runc's /proc rule: refuse a destination that resolves into the
+    /// container's procfs, but for /proc itself and the files lxcfs emulates.
+    pub refuse_proc: bool,
+    /// Tried when the mount fails with one of these errors.
+    pub fallback: Option<(Vec<Errno>, Box<MountOp>)>,
+    /// What follows a successful mount.
+    pub then: Finish,
+    /// Names the mount in errors ("mount /data", "binding device /dev/null").
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum What {
+    /// A bind of a host path (recursive: rbind).
+    Bind { source: PathBuf, recursive: bool },
+    /// A filesystem: mount(source, dest, fstype, flags, data).
+    Fs {
+        fstype: String,
+        source: PathBuf,
+        flags: MsFlags,
+        data: Option<String>,
+    },
+}
+
+/// What a first mount call cannot do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finish {
+    /// Flags a bind needs a remount to apply (ro, nosuid, ...).
+    pub remount: MsFlags,
+    /// In a user namespace the kernel locks the nosuid/nodev/noexec and
+    /// atime flags a mount inherited: a remount must carry them over.
+    pub keep_locked: bool,
+    /// An atime option was given, so the source's atime flags are not kept.
+    pub explicit_atime: bool,
+    /// "rro": the whole tree read-only (mount_setattr).
+    pub recursive_ro: bool,
+    /// Propagation changes, applied one at a time.
+    pub propagation: Vec<MsFlags>,
+}
+
+impl Default for Finish {
+    fn default() -> Self {
+        Finish {
+            remount: MsFlags::empty(),
+            keep_locked: false,
+            explicit_atime: false,
+            recursive_ro: false,
+            propagation: Vec::new(),
+        }
+    }
+}
+
+impl Finish {
+    pub fn is_empty(&self) -> bool {
+        self.remount.is_empty() && !self.recursive_ro && self.propagation.is_empty()
+    }
+}
+
+/// A device node for mknod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub path: PathBuf,
+    pub kind: NodeKind,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    Char,
+    Block,
+    Fifo,
+}
