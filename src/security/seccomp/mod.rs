@@ -22,16 +22,23 @@ use seccompiler::{
 };
 use std::collections::BTreeMap;
 
-fn arch() -> (TargetArch, &'static [(&'static str, i64)]) {
-    if cfg!(target_arch = "aarch64") {
-        (TargetArch::aarch64, table::AARCH64)
-    } else {
-        (TargetArch::x86_64, table::X86_64)
+type Table = &'static [(&'static str, i64)];
+
+/// The BPF architecture and syscall table for `arch` (a Rust target arch
+/// name). hpcc carries tables for x86_64 and aarch64 only; anywhere else
+/// a profile is refused, rather than compiled against the wrong numbers.
+fn table_for(arch: &str) -> Result<(TargetArch, Table)> {
+    match arch {
+        "x86_64" => Ok((TargetArch::x86_64, table::X86_64)),
+        "aarch64" => Ok((TargetArch::aarch64, table::AARCH64)),
+        other => bail!(
+            "linux.seccomp: hpcc has no syscall table for the {other} architecture (only x86_64 and aarch64)"
+        ),
     }
 }
 
-fn syscall_nr(name: &str) -> Option<i64> {
-    arch().1.iter().find(|(n, _)| *n == name).map(|(_, nr)| *nr)
+fn syscall_nr(table: Table, name: &str) -> Option<i64> {
+    table.iter().find(|(n, _)| *n == name).map(|(_, nr)| *nr)
 }
 
 const EPERM: u32 = 1;
@@ -94,7 +101,11 @@ fn add(rules: &mut Rules, nr: i64, conds: &[SeccompCondition]) -> Result<()> {
 
 /// Compiles the profile to the filters to load, in order.
 pub fn compile(s: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
-    let (target, _) = arch();
+    compile_for(s, std::env::consts::ARCH)
+}
+
+fn compile_for(s: &LinuxSeccomp, arch: &str) -> Result<Vec<BpfProgram>> {
+    let (target, table) = table_for(arch)?;
     let default = action(s.default_action(), s.default_errno_ret())?;
     let mut listed: Rules = BTreeMap::new();
     let mut listed_unconditional = std::collections::BTreeSet::new();
@@ -109,7 +120,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
             .map(condition)
             .collect::<Result<Vec<_>>>()?;
         for name in sc.names() {
-            let Some(nr) = syscall_nr(name) else {
+            let Some(nr) = syscall_nr(table, name) else {
                 crate::debug!("linux.seccomp: skipping {name}, unknown on this architecture");
                 continue;
             };
@@ -139,7 +150,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Vec<BpfProgram>> {
         }
     }
     let mut programs = Vec::new();
-    if cfg!(target_arch = "x86_64") {
+    if target == TargetArch::x86_64 {
         programs.push(x32_guard(&default));
     }
     // With an allow-by-default profile the base filter would allow all.
@@ -325,5 +336,23 @@ mod tests {
             compile(&u).is_ok(),
             "unknown names are skipped, as runc does"
         );
+    }
+
+    #[test]
+    fn only_architectures_with_a_table_compile() {
+        let p = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]
+        }));
+        // x86_64 adds the x32 guard in front of the base filter.
+        assert_eq!(compile_for(&p, "x86_64").unwrap().len(), 2);
+        assert_eq!(compile_for(&p, "aarch64").unwrap().len(), 1);
+        // The two tables number syscalls differently: read is 0 on x86_64.
+        assert_eq!(syscall_nr(table::X86_64, "read"), Some(0));
+        assert_eq!(syscall_nr(table::AARCH64, "read"), Some(63));
+        for other in ["riscv64", "powerpc64", "s390x"] {
+            let e = compile_for(&p, other).unwrap_err().to_string();
+            assert!(e.contains(other) && e.contains("no syscall table"), "{e}");
+        }
     }
 }
