@@ -297,7 +297,11 @@ const RUN_VALUE_FLAGS: [&str; 16] = [
 /// `hpcc run` serves two front doors. The argument is an image when it
 /// names an image tar or OCI layout, or when `--` follows it; then argv is
 /// rewritten to `run-image`. Otherwise `run` keeps runc's meaning.
-pub fn route_image_run(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+/// `looks_like_image` says whether an argument names an image.
+pub fn route_image_run(
+    args: Vec<std::ffi::OsString>,
+    looks_like_image: impl Fn(&str) -> bool,
+) -> Vec<std::ffi::OsString> {
     let text: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
@@ -332,7 +336,7 @@ pub fn route_image_run(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString>
             continue;
         }
         let followed_by_dashes = text.get(j + 1).map(String::as_str) == Some("--");
-        if followed_by_dashes || crate::image::ImageArg::parse(a).looks_like_image() {
+        if followed_by_dashes || looks_like_image(a) {
             let mut out = args;
             out[verb] = "run-image".into();
             return out;
@@ -471,10 +475,12 @@ mod tests {
     }
 
     fn routed(v: &[&str]) -> Vec<String> {
-        route_image_run(v.iter().map(|s| s.into()).collect())
-            .into_iter()
-            .map(|s| s.to_string_lossy().into_owned())
-            .collect()
+        route_image_run(v.iter().map(|s| s.into()).collect(), |a| {
+            crate::image::ImageArg::parse(a).looks_like_image()
+        })
+        .into_iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect()
     }
 
     #[test]

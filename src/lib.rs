@@ -3,6 +3,9 @@
 //! One pipeline: every front door turns its input into an OCI `Spec`, and
 //! `launch` turns a `Spec` into a running process. See ARCHITECTURE.md.
 
+// Tests may unwrap and panic; the code they test may not (Cargo.toml [lints]).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod cgroups;
 pub mod cli;
 pub mod commands;
@@ -20,6 +23,8 @@ pub mod rootfs;
 pub mod security;
 pub mod signals;
 pub mod spec;
+#[cfg(test)]
+mod structure_tests;
 pub mod sys;
 pub mod timefmt;
 pub mod tty;
@@ -33,7 +38,9 @@ pub fn main_entry() -> i32 {
     // Like any Unix filter, die quietly when the reader of our output goes
     // away (`hpcc features | head`) instead of failing a write.
     sys::reset_signal_dispositions();
-    let argv = cli::route_image_run(std::env::args_os().collect());
+    let argv = cli::route_image_run(std::env::args_os().collect(), |a| {
+        image::ImageArg::parse(a).looks_like_image()
+    });
     let cli = match cli::Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
@@ -43,7 +50,9 @@ pub fn main_entry() -> i32 {
             return code;
         }
     };
-    let log = match logging::Logger::open(&cli.global) {
+    let g = &cli.global;
+    let json = g.log_format == cli::LogFormat::Json;
+    let log = match logging::Logger::open(g.log.as_deref(), json, g.debug) {
         Ok(log) => log,
         Err(e) => {
             eprintln!("hpcc: {e:#}");

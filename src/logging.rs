@@ -2,7 +2,6 @@
 //! also a line in the log file; containerd and podman show the last
 //! `{"level":"error",...}` line of a JSON log to their user.
 
-use crate::cli::{GlobalOpts, LogFormat};
 use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -11,15 +10,17 @@ use std::sync::{Mutex, OnceLock};
 
 pub struct Logger {
     file: Option<Mutex<File>>,
-    format: LogFormat,
+    /// `--log-format json`: one JSON object per line, as containerd reads.
+    json: bool,
     debug: bool,
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
 impl Logger {
-    pub fn open(opts: &GlobalOpts) -> Result<Self> {
-        let file = match &opts.log {
+    /// `--log FILE`, `--log-format json` and `--debug`.
+    pub fn open(log: Option<&std::path::Path>, json: bool, debug: bool) -> Result<Self> {
+        let file = match log {
             Some(path) if !path.as_os_str().is_empty() => {
                 let f = OpenOptions::new()
                     .create(true)
@@ -32,17 +33,13 @@ impl Logger {
             }
             _ => None,
         };
-        Ok(Logger {
-            file,
-            format: opts.log_format,
-            debug: opts.debug,
-        })
+        Ok(Logger { file, json, debug })
     }
 
     fn write(&self, level: &str, msg: &str) {
         let Some(file) = &self.file else { return };
-        let line = match self.format {
-            LogFormat::Json => {
+        let line = match self.json {
+            true => {
                 let v = serde_json::json!({
                     "level": level,
                     "msg": msg,
@@ -50,7 +47,7 @@ impl Logger {
                 });
                 format!("{v}\n")
             }
-            LogFormat::Text => format!(
+            false => format!(
                 "time=\"{}\" level={} msg={:?}\n",
                 crate::timefmt::now(),
                 level,

@@ -16,14 +16,13 @@ mod spec;
 mod start;
 mod state;
 
-use crate::cli::{Cli, Command, GlobalOpts};
+mod ctx;
+
+pub use ctx::Ctx;
+
+use crate::cli::{Cli, Command};
 use crate::container::{default_root, StateStore};
 use anyhow::Result;
-
-pub struct Ctx {
-    pub global: GlobalOpts,
-    pub store: StateStore,
-}
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
     // The verbs whose hpcc processes enter a container (CVE-2019-5736):

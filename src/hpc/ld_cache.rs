@@ -150,11 +150,11 @@ pub fn this_arch() -> &'static str {
 }
 
 #[cfg(test)]
-pub mod tests {
+mod tests {
     use super::*;
 
     /// A cache in the new layout, or (with `old`) in the combined one.
-    pub fn build(entries: &[(&str, &str, i32)], old: bool) -> Vec<u8> {
+    fn build(entries: &[(&str, &str, i32)], old: bool) -> Vec<u8> {
         let mut strings = Vec::new();
         let mut offs = Vec::new();
         // Offsets count from the new header, which comes after the

@@ -202,8 +202,8 @@ fn describe(m: &MountOp, e: Errno) -> String {
 /// the container's procfs is held to runc's /proc rule (see
 /// spec::validate): only /proc itself and the files lxcfs emulates.
 fn refuse_proc<K: Kernel>(k: &mut K, target: &K::Fd, dest: &Path) -> Result<()> {
-    let clean = crate::spec::lexical_clean(dest);
-    if k.on_procfs(target) && clean != Path::new("/proc") && !crate::spec::proc_file_mountable(dest)
+    let clean = super::proc_rule::lexical_clean(dest);
+    if k.on_procfs(target) && clean != Path::new("/proc") && !super::proc_rule::file_mountable(dest)
     {
         bail!(
             "destination {} resolves into /proc; only /proc itself and the files lxcfs emulates may be mounted there",

@@ -24,6 +24,7 @@ pub mod pivot;
 pub mod plan;
 #[cfg(test)]
 mod plan_tests;
+pub mod proc_rule;
 #[cfg(test)]
 mod recorder;
 mod remount;

@@ -5,20 +5,11 @@ mod template;
 mod validate;
 
 pub use template::{default_spec, make_rootless, MASKED_PATHS, READONLY_PATHS};
-pub use validate::{check_version, lexical_clean, proc_file_mountable, validate};
+pub use validate::{check_version, process_of, validate};
 
 use anyhow::{anyhow, Context, Result};
 use oci_spec::runtime::Spec;
 use std::path::{Path, PathBuf};
-
-/// The process of a Spec. `validate` refuses a config without one, so
-/// this fails only for a Spec that skipped it; it is the one place that
-/// says so.
-pub fn process_of(spec: &Spec) -> Result<&oci_spec::runtime::Process> {
-    spec.process()
-        .as_ref()
-        .ok_or_else(|| anyhow!("config.json: process is required"))
-}
 
 /// A spec together with the absolute paths it was resolved against.
 pub struct Bundle {

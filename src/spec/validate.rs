@@ -1,9 +1,10 @@
 //! Checks a Spec before anything is created, so a bad config fails with a
 //! message naming the field instead of half-way through a launch.
 
+use crate::rootfs::proc_rule;
 use anyhow::{bail, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 /// hpcc accepts every 1.x runtime-spec version.
 pub fn check_version(v: &str) -> Result<()> {
@@ -18,9 +19,18 @@ pub fn check_version(v: &str) -> Result<()> {
     Ok(())
 }
 
+/// The process of a Spec. `validate` refuses a config without one, so
+/// this fails only for a Spec that skipped it; it is the one place that
+/// says so.
+pub fn process_of(spec: &Spec) -> Result<&oci_spec::runtime::Process> {
+    spec.process()
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("config.json: process is required"))
+}
+
 pub fn validate(spec: &Spec) -> Result<()> {
     check_version(spec.version())?;
-    let process = super::process_of(spec)?;
+    let process = process_of(spec)?;
     match process.args() {
         Some(args) if !args.is_empty() && !args[0].is_empty() => {}
         _ => bail!("config.json: process.args must name a program"),
@@ -144,54 +154,6 @@ const HOST_NAME_MAX: usize = 64;
 /// (32 pages).
 const MAX_ARG_STRLEN: usize = 32 * 4096;
 
-/// The files under /proc that lxcfs emulates, which runc lets a bind cover.
-const PROC_MOUNTS_ALLOWED: [&str; 10] = [
-    "/proc/cpuinfo",
-    "/proc/diskstats",
-    "/proc/meminfo",
-    "/proc/stat",
-    "/proc/swaps",
-    "/proc/uptime",
-    "/proc/loadavg",
-    "/proc/slabinfo",
-    "/proc/net/dev",
-    "/proc/sys/kernel/ns_last_pid",
-];
-
-/// `path` with `.` and `..` applied lexically (`..` stops at `/`).
-pub fn lexical_clean(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in path.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
-}
-
-/// Whether a mount may go at (lexically cleaned) `dest` in /proc, runc's
-/// rule: at /proc itself only a procfs (or a bind of one), below it only
-/// the files lxcfs emulates. Anything else could cover /proc/self/attr,
-/// /proc/sys or sysrq-trigger, the places masked paths and LSM labels
-/// depend on.
-pub fn proc_destination_allowed(dest: &Path, is_proc: bool) -> bool {
-    let dest = lexical_clean(dest);
-    if dest == Path::new("/proc") {
-        return is_proc;
-    }
-    !dest.starts_with("/proc") || PROC_MOUNTS_ALLOWED.iter().any(|a| dest == Path::new(a))
-}
-
-/// Whether `dest` is one of the files under /proc a bind may cover.
-pub fn proc_file_mountable(dest: &Path) -> bool {
-    let dest = lexical_clean(dest);
-    PROC_MOUNTS_ALLOWED.iter().any(|a| dest == Path::new(a))
-}
-
 fn check_proc_destination(m: &Mount) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("");
     let bind = typ == "bind"
@@ -208,10 +170,10 @@ fn check_proc_destination(m: &Mount) -> Result<()> {
     } else {
         typ == "proc"
     };
-    if proc_destination_allowed(m.destination(), is_proc) {
+    if proc_rule::destination_allowed(m.destination(), is_proc) {
         return Ok(());
     }
-    if lexical_clean(m.destination()) == Path::new("/proc") {
+    if proc_rule::lexical_clean(m.destination()) == Path::new("/proc") {
         bail!(
             "config.json: mounts: destination {} must be a proc mount or a bind of a procfs",
             m.destination().display()
@@ -267,25 +229,6 @@ mod tests {
         assert!(check_sysctl("fs.mqueue.msg_max", &[T::Ipc]).is_ok());
         let e = check_sysctl("kernel.core_pattern", &[T::Ipc, T::Network, T::Uts]).unwrap_err();
         assert!(e.to_string().contains("not namespaced"));
-    }
-
-    #[test]
-    fn proc_destinations() {
-        let ok = |d: &str, p: bool| proc_destination_allowed(Path::new(d), p);
-        assert!(ok("/proc", true));
-        assert!(!ok("/proc", false));
-        assert!(ok("/proc/cpuinfo", false));
-        assert!(ok("/procx", false));
-        assert!(ok("/tmp/proc/sys", false));
-        for bad in [
-            "/proc/sys",
-            "/proc/self/attr/exec",
-            "/tmp/../proc/sys",
-            "/proc/1/../sys",
-            "/proc/./sysrq-trigger",
-        ] {
-            assert!(!ok(bad, false), "{bad}");
-        }
     }
 
     #[test]

@@ -168,4 +168,25 @@ impl Cache {
         }
         Ok((leftovers, refs, images))
     }
+
+    fn drop_refs(&self, mut pred: impl FnMut(&RefEntry) -> bool) -> Result<usize> {
+        let mut n = 0;
+        let Ok(rd) = fs::read_dir(self.root.join("refs")) else {
+            return Ok(0);
+        };
+        for e in rd.flatten() {
+            let Ok(data) = fs::read(e.path()) else {
+                continue;
+            };
+            let stale = match serde_json::from_slice::<RefEntry>(&data) {
+                Ok(r) => pred(&r),
+                Err(_) => true,
+            };
+            if stale {
+                fs::remove_file(e.path())?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
 }

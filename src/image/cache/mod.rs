@@ -124,6 +124,14 @@ impl Cache {
         }))
     }
 
+    /// The digest a path (and reference) was cached under, if any.
+    pub fn digest_for(&self, path: &Path, want: Option<&str>) -> Result<Option<Digest>> {
+        let key = identity_key(path, want)?;
+        Ok(read_ref(
+            &self.root.join("refs").join(format!("{key}.json")),
+        ))
+    }
+
     /// Unpacks `path` (optionally the image `want` in it) unless the cache
     /// has it, and returns the cached rootfs.
     pub fn ensure(

@@ -2,7 +2,6 @@
 //! (device, inode, size, mtime, and the reference asked for) to the digest
 //! it unpacked to, so a cached start never opens the tar.
 
-use super::Cache;
 use crate::image::digest::Digest;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -42,35 +41,4 @@ pub(super) fn identity_key(path: &Path, want: Option<&str>) -> Result<String> {
         want.unwrap_or("")
     );
     Ok(Digest::of_bytes(text.as_bytes()).hex().to_string())
-}
-
-impl Cache {
-    /// The digest a path (and reference) was cached under, if any.
-    pub fn digest_for(&self, path: &Path, want: Option<&str>) -> Result<Option<Digest>> {
-        let key = identity_key(path, want)?;
-        Ok(read_ref(
-            &self.root.join("refs").join(format!("{key}.json")),
-        ))
-    }
-
-    pub(super) fn drop_refs(&self, mut pred: impl FnMut(&RefEntry) -> bool) -> Result<usize> {
-        let mut n = 0;
-        let Ok(rd) = fs::read_dir(self.root.join("refs")) else {
-            return Ok(0);
-        };
-        for e in rd.flatten() {
-            let Ok(data) = fs::read(e.path()) else {
-                continue;
-            };
-            let stale = match serde_json::from_slice::<RefEntry>(&data) {
-                Ok(r) => pred(&r),
-                Err(_) => true,
-            };
-            if stale {
-                fs::remove_file(e.path())?;
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
 }
