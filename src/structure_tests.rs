@@ -348,11 +348,22 @@ fn no_import_cycles_between_files_or_top_level_modules() {
 
 #[test]
 fn no_source_file_is_much_over_600_lines() {
-    let long: Vec<(String, usize)> = read_tree(&src_dir())
-        .into_iter()
-        .filter(|f| f.lines > 650)
-        .map(|f| (f.module, f.lines))
-        .collect();
+    // The runtime and the conformance tests alike.
+    let mut long = Vec::new();
+    let mut dirs = vec![src_dir(), Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime-tests")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("source dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let n = std::fs::read_to_string(&p).expect("source file").lines().count();
+                if n > 650 {
+                    long.push((p.display().to_string(), n));
+                }
+            }
+        }
+    }
     assert!(long.is_empty(), "split these: {long:?}");
 }
 
