@@ -80,7 +80,7 @@ pub fn prune(a: &PruneArgs) -> Result<i32> {
 /// The cache `hpcc run` uses: the site config's cache_dir counts here too.
 fn site_cache() -> Result<Cache> {
     let site = crate::hpc::load_site()?;
-    Cache::locate(site.cache_dir().as_deref())
+    Ok(Cache::locate(site.cache_dir().as_deref()))
 }
 
 fn human_size(n: u64) -> String {

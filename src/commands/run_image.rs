@@ -17,7 +17,7 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
         bail!("{}: no such image file or directory", arg.path.display());
     }
     let site = hpc::load_site()?;
-    let cache = Cache::locate(site.cache_dir().as_deref())?;
+    let cache = Cache::locate(site.cache_dir().as_deref());
     let img = cache.ensure(
         &arg.path,
         arg.reference.as_deref(),

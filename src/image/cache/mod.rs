@@ -57,19 +57,31 @@ pub struct UnpackOptions {
 
 impl Cache {
     /// `$HPCC_CACHE_DIR`, else the site config's cache_dir, else
-    /// `$XDG_CACHE_HOME/hpcc`, else `~/.cache/hpcc`.
-    pub fn locate(site_cache_dir: Option<&Path>) -> Result<Cache> {
+    /// `$XDG_CACHE_HOME/hpcc`, else `~/.cache/hpcc` from $HOME or, where
+    /// HOME is unset (a systemd service, a Slurm prolog, cron), from the
+    /// passwd entry, else a system location. Never an error.
+    pub fn locate(site_cache_dir: Option<&Path>) -> Cache {
         let env = |k: &str| {
             std::env::var_os(k)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
-        let root = env("HPCC_CACHE_DIR")
-            .or_else(|| site_cache_dir.map(Path::to_path_buf))
-            .or_else(|| env("XDG_CACHE_HOME").map(|x| x.join("hpcc")))
-            .or_else(|| env("HOME").map(|h| h.join(".cache/hpcc")))
-            .ok_or_else(|| anyhow!("no cache directory: set HPCC_CACHE_DIR or HOME"))?;
-        Ok(Cache { root })
+        let uid = nix::unistd::geteuid();
+        let root = choose_root(CacheInputs {
+            hpcc_cache_dir: env("HPCC_CACHE_DIR"),
+            site: site_cache_dir.map(Path::to_path_buf),
+            xdg_cache_home: env("XDG_CACHE_HOME"),
+            home: env("HOME"),
+            passwd_home: || {
+                nix::unistd::User::from_uid(uid)
+                    .ok()
+                    .flatten()
+                    .map(|u| u.dir)
+            },
+            uid: uid.as_raw(),
+        });
+        crate::debug!("image cache: {}", root.display());
+        Cache { root }
     }
 
     pub fn at(root: PathBuf) -> Cache {
@@ -222,6 +234,41 @@ impl Cache {
     }
 }
 
+/// What the cache location is chosen from.
+struct CacheInputs<F: FnOnce() -> Option<PathBuf>> {
+    hpcc_cache_dir: Option<PathBuf>,
+    site: Option<PathBuf>,
+    xdg_cache_home: Option<PathBuf>,
+    home: Option<PathBuf>,
+    /// The passwd entry's home, asked for only when HOME is unset.
+    passwd_home: F,
+    uid: u32,
+}
+
+/// The first of the inputs that is set; a home of "/" (nobody's, or a
+/// service account's) does not count. Root falls back to /var/cache/hpcc,
+/// anyone else to a private directory in /tmp (whose ownership the cache
+/// checks before it trusts anything in it).
+fn choose_root<F: FnOnce() -> Option<PathBuf>>(i: CacheInputs<F>) -> PathBuf {
+    let real_home = |h: PathBuf| (h != Path::new("/") && h.is_absolute()).then_some(h);
+    i.hpcc_cache_dir
+        .or(i.site)
+        .or_else(|| i.xdg_cache_home.map(|x| x.join("hpcc")))
+        .or_else(|| i.home.and_then(real_home).map(|h| h.join(".cache/hpcc")))
+        .or_else(|| {
+            (i.passwd_home)()
+                .and_then(real_home)
+                .map(|h| h.join(".cache/hpcc"))
+        })
+        .unwrap_or_else(|| {
+            if i.uid == 0 {
+                PathBuf::from("/var/cache/hpcc")
+            } else {
+                PathBuf::from(format!("/tmp/hpcc-cache-{}", i.uid))
+            }
+        })
+}
+
 /// The cache decides what runs: an entry under images/ is trusted as a
 /// verified unpack. A directory that someone else owns or may write could
 /// hold an image they planted under a digest we would trust, so it is
@@ -294,4 +341,46 @@ mod tests {
     }
 
     use super::*;
+
+    fn inputs(home: Option<&str>, passwd: Option<&str>, uid: u32) -> PathBuf {
+        let passwd = passwd.map(PathBuf::from);
+        choose_root(CacheInputs {
+            hpcc_cache_dir: None,
+            site: None,
+            xdg_cache_home: None,
+            home: home.map(PathBuf::from),
+            passwd_home: move || passwd,
+            uid,
+        })
+    }
+
+    #[test]
+    fn a_cache_is_found_without_home() {
+        assert_eq!(
+            inputs(Some("/home/u"), None, 1000),
+            Path::new("/home/u/.cache/hpcc")
+        );
+        // A service without HOME: the passwd entry's home.
+        assert_eq!(
+            inputs(None, Some("/root"), 0),
+            Path::new("/root/.cache/hpcc")
+        );
+        // Neither (or a home of /): a system location, never an error.
+        assert_eq!(inputs(None, None, 0), Path::new("/var/cache/hpcc"));
+        assert_eq!(
+            inputs(Some("/"), Some("/"), 0),
+            Path::new("/var/cache/hpcc")
+        );
+        assert_eq!(inputs(None, None, 1000), Path::new("/tmp/hpcc-cache-1000"));
+        // The explicit settings come first, in order.
+        let r = choose_root(CacheInputs {
+            hpcc_cache_dir: None,
+            site: Some("/site".into()),
+            xdg_cache_home: Some("/xdg".into()),
+            home: Some("/h".into()),
+            passwd_home: || panic!("not asked for"),
+            uid: 1,
+        });
+        assert_eq!(r, Path::new("/site"));
+    }
 }
