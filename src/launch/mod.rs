@@ -24,3 +24,4 @@ pub mod process_setup;
 pub mod program_path;
 pub mod spawn;
 pub mod supervise;
+pub mod userns_limits;

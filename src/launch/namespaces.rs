@@ -12,6 +12,7 @@
 
 use super::channel::{Channel, Msg};
 use super::idmap::{self, IdKind};
+use super::userns_limits;
 use anyhow::{anyhow, Context, Result};
 use nix::fcntl::OFlag;
 use nix::sched::{setns, unshare, CloneFlags};
@@ -216,7 +217,11 @@ pub fn enter(ns: OpenedNs, maps: IdMaps) -> Result<()> {
         become_userns_root();
     } else if ns.create_user {
         unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| {
-            anyhow!("creating a user namespace: {e} (are unprivileged user namespaces enabled?)")
+            anyhow!(userns_limits::explain(
+                "creating a user namespace",
+                e,
+                &userns_limits::Knobs::read()
+            ))
         })?;
         match maps {
             IdMaps::Parent(ch) => {
@@ -225,10 +230,9 @@ pub fn enter(ns: OpenedNs, maps: IdMaps) -> Result<()> {
                 become_userns_root();
             }
             // We mapped our own ids, and stay who we are.
-            IdMaps::Own { uids, gids } => {
-                idmap::write_own_map(IdKind::Uid, uids)?;
-                idmap::write_own_map(IdKind::Gid, gids)?;
-            }
+            IdMaps::Own { uids, gids } => idmap::write_own_map(IdKind::Uid, uids)
+                .and_then(|()| idmap::write_own_map(IdKind::Gid, gids))
+                .map_err(userns_limits::with_hint)?,
         }
     }
     let mut joined_mount = false;
