@@ -5,11 +5,13 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-/// The binary under test, from `HPCC_BIN`.
+/// The binary under test, from `HPCC_BIN`. Every test asks for it before
+/// it runs hpcc, so this is also where `HPCC_TEST_ENOSYS` takes effect.
 ///
 /// # Panics
 /// When `HPCC_BIN` is unset, empty, relative or not a file.
 pub fn hpcc_bin() -> PathBuf {
+    crate::enosys::load_from_env();
     let Some(value) = std::env::var_os("HPCC_BIN").filter(|v| !v.is_empty()) else {
         panic!(
             "HPCC_BIN is not set: point it at the hpcc binary under test, e.g. \

@@ -50,6 +50,7 @@ macro_rules! note {
 
 mod bundle;
 mod clean;
+mod enosys;
 mod env;
 mod files;
 mod host;
@@ -59,9 +60,10 @@ mod skip;
 
 pub use bundle::{busybox, make_rootfs, sh, Bundle, APPLETS, BUSYBOX_CANDIDATES, TEST_HOSTNAME};
 pub use clean::{assert_clean_in, cgroups_named, mounts_under};
+pub use enosys::injected as injected_enosys;
 pub use env::TestEnv;
 pub use files::{list_dir, path_str, remove_tree, TempTree};
 pub use host::{egid, euid, have, hpcc_bin, is_root, subordinate_ids, user_name};
 pub use output::{ok, stderr, stdout, Output};
 pub use proc::{proc_stat, processes_with_arg, read_pid_file, reap_orphans, ProcRef, ProcStat};
-pub use skip::{clients_required, missing, skip};
+pub use skip::{clients_required, forced_underlay, missing, skip};

@@ -45,3 +45,9 @@ pub fn missing(what: &str) {
     assert!(!clients_required(), "{what} (make test requires it)");
     skip(what);
 }
+
+/// The run forces image mode's underlay (`HPCC_IMAGE_ROOT=underlay`, as
+/// `make test`'s underlay pass does, standing in for kernels before 5.11).
+pub fn forced_underlay() -> bool {
+    std::env::var("HPCC_IMAGE_ROOT").is_ok_and(|v| v == "underlay")
+}

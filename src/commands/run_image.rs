@@ -83,7 +83,15 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
     );
     let timeout = std::time::Duration::from_secs(a.join_timeout.max(1));
     let join = group.as_ref().map(|g| (g, timeout));
-    match crate::launch::image_mode::exec_in_place(&spec, &img.rootfs, &merged, &plan.files, join)? {}
+    let root = site.image_root()?;
+    match crate::launch::image_mode::exec_in_place(
+        &spec,
+        &img.rootfs,
+        &merged,
+        root,
+        &plan.files,
+        join,
+    )? {}
 }
 
 /// The node-local group this rank shares a container with, if any.

@@ -10,6 +10,7 @@
 //! ib_libraries = ["/usr/lib64/libibverbs/libmlx5-rdmav34.so"]
 //! dev_dir = "/dev"                      # where device discovery looks
 //! ld_cache = "/etc/ld.so.cache"         # where driver libraries are found
+//! image_root = "auto"                   # overlay, underlay, or auto ($HPCC_IMAGE_ROOT wins)
 //! [[bind]]
 //! source = "/lustre"
 //! destination = "/lustre"               # default: source
@@ -42,6 +43,8 @@ pub struct SiteConfig {
     pub ld_cache: Option<PathBuf>,
     #[serde(default)]
     pub bind: Vec<SiteBind>,
+    #[serde(default)]
+    pub image_root: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +91,30 @@ impl SiteConfig {
         self.dev_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("/dev"))
+    }
+
+    /// How image mode builds its root: $HPCC_IMAGE_ROOT, else image_root,
+    /// else auto (an overlay, or an underlay where the kernel refuses it).
+    pub fn image_root(&self) -> Result<crate::rootfs::RootMethod> {
+        use crate::rootfs::RootMethod;
+        let (value, from) = match std::env::var("HPCC_IMAGE_ROOT")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            Some(v) => (v, "HPCC_IMAGE_ROOT"),
+            None => (
+                self.image_root.clone().unwrap_or_else(|| "auto".into()),
+                "site config image_root",
+            ),
+        };
+        match value.as_str() {
+            "auto" => Ok(RootMethod::Auto),
+            "overlay" => Ok(RootMethod::Overlay),
+            "underlay" => Ok(RootMethod::Underlay),
+            other => Err(anyhow!(
+                "{from} {other:?}: expected auto, overlay or underlay"
+            )),
+        }
     }
 
     pub fn ld_cache(&self) -> PathBuf {

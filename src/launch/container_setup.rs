@@ -3,7 +3,7 @@
 //! a node's container skip this; its builder did it once.
 
 use super::namespaces::NsPlan;
-use crate::rootfs::{self, PlanContext};
+use crate::rootfs::{self, ImageContext, PlanContext, RootMethod};
 use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::runtime::{Process, Spec};
 use std::os::fd::OwnedFd;
@@ -18,8 +18,8 @@ pub struct ContainerSetup<'a> {
     /// mknod is allowed (real root, no user namespace).
     use_mknod: bool,
     no_pivot: bool,
-    /// Image mode: the cached image under an overlay at `rootfs`.
-    overlay_lower: Option<&'a Path>,
+    /// Image mode: the cached image the root is built over, and how.
+    image: Option<(&'a Path, RootMethod)>,
     /// Generated files written into the private root before it turns
     /// read-only (image mode's /etc/passwd and /etc/group).
     files: &'a [(PathBuf, Vec<u8>)],
@@ -45,7 +45,7 @@ impl<'a> ContainerSetup<'a> {
             ns: ns.clone(),
             use_mknod: !ns.in_userns() && crate::sys::is_real_root(),
             no_pivot: false,
-            overlay_lower: None,
+            image: None,
             files: &[],
             console: None,
         })
@@ -62,10 +62,15 @@ impl<'a> ContainerSetup<'a> {
         self
     }
 
-    /// Image mode: the root is an overlay of the cached image `lower`
-    /// (mounted at `rootfs`), with these generated files written into it.
-    pub fn image(mut self, lower: &'a Path, files: &'a [(PathBuf, Vec<u8>)]) -> Self {
-        self.overlay_lower = Some(lower);
+    /// Image mode: the root at `rootfs` is built over the cached image
+    /// `lower` (`method`), with these generated files written into it.
+    pub fn image(
+        mut self,
+        lower: &'a Path,
+        method: RootMethod,
+        files: &'a [(PathBuf, Vec<u8>)],
+    ) -> Self {
+        self.image = Some((lower, method));
         self.files = files;
         self
     }
@@ -80,6 +85,7 @@ pub fn build(c: &ContainerSetup, before_pivot: Option<&dyn Fn() -> Result<()>>) 
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .with_context(|| format!("process.oomScoreAdj {adj}"))?;
     }
+    let generated: Vec<PathBuf> = c.files.iter().map(|(p, _)| p.clone()).collect();
     let plan = rootfs::plan_for(&PlanContext {
         spec,
         rootfs: c.rootfs,
@@ -88,7 +94,11 @@ pub fn build(c: &ContainerSetup, before_pivot: Option<&dyn Fn() -> Result<()>>) 
         has_cgroupns: c.ns.has_cgroupns,
         use_mknod: c.use_mknod,
         no_pivot: c.no_pivot,
-        overlay_lower: c.overlay_lower,
+        image: c.image.map(|(lower, method)| ImageContext {
+            lower,
+            method,
+            files: &generated,
+        }),
     })?;
     rootfs::run(&plan.setup, before_pivot)?;
     for (path, data) in c.files {

@@ -7,6 +7,7 @@ use super::container_setup::{self, ContainerSetup};
 use super::namespaces::{self, IdMaps, NsPlan, OpenedNs, UserNs};
 use super::process_setup::{self, ProcessSetup};
 use crate::hpc::node_join::{self, JoinGroup, Role};
+use crate::rootfs::RootMethod;
 use anyhow::{anyhow, bail, Result};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -17,7 +18,8 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Runs `spec` over an overlay of `lower` mounted at `merged`. Returns only
+/// Runs `spec` over the image `lower`, its root built at `merged` (an
+/// overlay, or an underlay: `root`). Returns only
 /// on failure; with a PID namespace the supervising parent exits with the
 /// program's status instead.
 /// With `join`, the ranks of one node share one container: the first to
@@ -26,6 +28,7 @@ pub fn exec_in_place(
     spec: &Spec,
     lower: &Path,
     merged: &Path,
+    root: RootMethod,
     files: &[(PathBuf, Vec<u8>)],
     join: Option<(&JoinGroup, Duration)>,
 ) -> Result<Infallible> {
@@ -33,7 +36,7 @@ pub fn exec_in_place(
     if !ns.join.is_empty() || matches!(ns.user, UserNs::Join(_)) {
         bail!("image mode does not join namespaces by path");
     }
-    let container = ContainerSetup::new(spec, merged, lower, &ns)?.image(lower, files);
+    let container = ContainerSetup::new(spec, merged, lower, &ns)?.image(lower, root, files);
     // The caller's session keyring (AFS and Kerberos tokens) and every fd
     // it passed (PMI_FD) stay.
     let process = ProcessSetup::new("image", spec)?
@@ -70,7 +73,10 @@ pub fn exec_in_place(
         supervise_child()?;
         supervise_child()?;
     }
-    container_setup::build(&container, None)?;
+    container_setup::build(&container, None).map_err(|e| match ns.user {
+        UserNs::Create => super::userns_limits::with_hint(e),
+        _ => e,
+    })?;
     if let (Some(l), Some((group, timeout))) = (listener, join) {
         node_join::spawn_holder(l, ns_handles, group.local_size, timeout)?;
     }

@@ -4,8 +4,8 @@
 //! back where the plan says, then remount, make recursive read-only and
 //! set propagation.
 
-use super::kernel::{FileKind, Kernel, Target};
-use super::ops::{Finish, MountOp, Op, What};
+use super::kernel::{Entry, FileKind, Kernel, Target};
+use super::ops::{Finish, ImageRoot, MountOp, Op, RootMethod, What};
 use super::remount;
 use super::resolve::Leaf;
 use anyhow::{anyhow, bail, Context, Result};
@@ -55,7 +55,7 @@ fn run_op<K: Kernel>(
                 None,
             )
             .map_err(|e| anyhow!("binding rootfs {}: {e}", path.display())),
-        Op::ImageOverlay { lower, merged } => image_overlay(k, lower, merged),
+        Op::ImageRoot(r) => image_root(k, r),
         Op::OpenRoot(path) => {
             *root = Some(k.open_root(path)?);
             Ok(())
@@ -240,8 +240,31 @@ fn finish<K: Kernel>(
         )?;
     }
     if then.recursive_ro {
-        k.set_recursive_readonly(&target)
-            .map_err(|e| anyhow!("recursive read-only (rro): {e}"))?;
+        match k.set_recursive_readonly(&target) {
+            Ok(()) => {}
+            // Kernels before 5.12 lack mount_setattr: as runc does there,
+            // remount the mount and each mount under it read-only.
+            Err(Errno::ENOSYS) => {
+                let mounts = k.submounts(&target)?;
+                crate::debug!(
+                    "mount_setattr is not available ({}); remounting {} mount(s) at {} read-only one by one",
+                    Errno::ENOSYS,
+                    mounts.len(),
+                    dest.display()
+                );
+                for p in mounts {
+                    remount_bind(
+                        k,
+                        Target::Path(&p),
+                        MsFlags::MS_RDONLY,
+                        then.keep_locked,
+                        false,
+                    )
+                    .with_context(|| format!("recursive read-only (rro) of {}", p.display()))?;
+                }
+            }
+            Err(e) => bail!("recursive read-only (rro): {e}"),
+        }
     }
     for p in &then.propagation {
         k.mount(None, Target::Fd(&target), None, *p, None)
@@ -284,10 +307,11 @@ fn privatize_parent<K: Kernel>(k: &mut K, path: &Path) -> Result<()> {
     }
 }
 
-fn image_overlay<K: Kernel>(k: &mut K, lower: &Path, merged: &Path) -> Result<()> {
-    let scratch = merged
+fn image_root<K: Kernel>(k: &mut K, r: &ImageRoot) -> Result<()> {
+    let scratch = r
+        .merged
         .parent()
-        .ok_or_else(|| anyhow!("overlay target {} has no parent", merged.display()))?;
+        .ok_or_else(|| anyhow!("image root {} has no parent", r.merged.display()))?;
     k.mount(
         Some(Path::new("tmpfs")),
         Target::Path(scratch),
@@ -295,36 +319,143 @@ fn image_overlay<K: Kernel>(k: &mut K, lower: &Path, merged: &Path) -> Result<()
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=0755"),
     )
-    .map_err(|e| anyhow!("tmpfs for the image overlay on {}: {e}", scratch.display()))?;
+    .map_err(|e| anyhow!("tmpfs for the image root on {}: {e}", scratch.display()))?;
     for d in ["upper", "work", "merged"] {
         k.mkdir(&scratch.join(d))
-            .map_err(|e| anyhow!("creating overlay {d}: {e}"))?;
+            .map_err(|e| anyhow!("creating the image root's {d}: {e}"))?;
     }
+    let overlay = |k: &mut K| overlay(k, &r.lower, scratch, &r.merged);
+    match r.method {
+        RootMethod::Overlay => {
+            crate::debug!(
+                "image root: overlay of {} (as configured)",
+                r.lower.display()
+            );
+            overlay(k).map_err(|e| anyhow!("overlay of image {}: {e}", r.lower.display()))
+        }
+        RootMethod::Underlay => {
+            crate::debug!(
+                "image root: underlay of {} (as configured)",
+                r.lower.display()
+            );
+            underlay(k, r, "image_root is set to underlay")
+        }
+        RootMethod::Auto => match overlay(k) {
+            Ok(()) => {
+                crate::debug!("image root: overlay of {}", r.lower.display());
+                Ok(())
+            }
+            // What kernels before 5.11 answer an unprivileged overlay (or
+            // one without overlayfs at all).
+            Err(e @ (Errno::EPERM | Errno::EINVAL | Errno::ENODEV)) => {
+                crate::debug!("image root: overlayfs refused ({e}); using an underlay");
+                underlay(
+                    k,
+                    r,
+                    "this kernel refuses overlayfs to unprivileged users (it came in Linux 5.11)",
+                )
+            }
+            Err(e) => Err(anyhow!("overlay of image {}: {e}", r.lower.display())),
+        },
+    }
+}
+
+fn overlay<K: Kernel>(k: &mut K, lower: &Path, scratch: &Path, merged: &Path) -> nix::Result<()> {
     let data = super::overlay::options(lower, &scratch.join("upper"), &scratch.join("work"));
-    let overlay = Some(Path::new("overlay"));
+    let fs = Some(Path::new("overlay"));
     // Inside a user namespace overlayfs stores its metadata in user.*
     // xattrs; older kernels need to be told so.
     match k.mount(
-        overlay,
+        fs,
         Target::Path(merged),
         Some("overlay"),
         MsFlags::empty(),
         Some(&data),
     ) {
-        Ok(()) => Ok(()),
         Err(Errno::EINVAL) | Err(Errno::EPERM) => {
             let data = format!("{data},userxattr");
             k.mount(
-                overlay,
+                fs,
                 Target::Path(merged),
                 Some("overlay"),
                 MsFlags::empty(),
                 Some(&data),
             )
-            .map_err(|e| anyhow!("overlay of image {}: {e}", lower.display()))
         }
-        Err(e) => Err(anyhow!("overlay of image {}: {e}", lower.display())),
+        r => r,
     }
+}
+
+/// The root as a tmpfs with the image's entries bound into it read-only
+/// (see ops::Underlay). It can hold mount points the image lacks, but not
+/// make the image's own files writable.
+fn underlay<K: Kernel>(k: &mut K, r: &ImageRoot, why: &str) -> Result<()> {
+    if r.writable {
+        bail!("--writable-tmpfs needs an overlay of the image, and {why}");
+    }
+    // The scratch tmpfs's merged directory, bound on itself: pivot_root
+    // needs a mount point.
+    k.mount(
+        Some(&r.merged),
+        Target::Path(&r.merged),
+        None,
+        MsFlags::MS_BIND,
+        None,
+    )
+    .map_err(|e| anyhow!("binding the image root {}: {e}", r.merged.display()))?;
+    let root = k.open_root(&r.merged)?;
+    populate(k, &root, r, Path::new(""))
+}
+
+fn populate<K: Kernel>(k: &mut K, root: &K::Fd, r: &ImageRoot, rel: &Path) -> Result<()> {
+    let dir = r.lower.join(rel);
+    let entries = k
+        .read_dir(&dir)
+        .map_err(|e| anyhow!("underlay: reading {}: {e}", dir.display()))?;
+    for (name, entry) in entries {
+        let child = rel.join(&name);
+        if r.underlay.omit.contains(&child) {
+            continue;
+        }
+        let dest = Path::new("/").join(&child);
+        match entry {
+            Entry::Symlink(target) => {
+                let parent = k.create_in_root(root, &Path::new("/").join(rel), Leaf::Dir)?;
+                match k.symlink(&parent, &name, &target) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => bail!("underlay: symlink {}: {e}", dest.display()),
+                }
+            }
+            Entry::Dir if r.underlay.expand.contains(&child) => {
+                k.create_in_root(root, &dest, Leaf::Dir)?;
+                populate(k, root, r, &child)?;
+            }
+            entry => {
+                let m = MountOp {
+                    dest: dest.clone(),
+                    what: What::Bind {
+                        source: r.lower.join(&child),
+                        recursive: false,
+                    },
+                    leaf: if entry == Entry::Dir {
+                        Leaf::Dir
+                    } else {
+                        Leaf::File
+                    },
+                    refuse_proc: false,
+                    fallback: None,
+                    then: Finish {
+                        remount: MsFlags::MS_RDONLY,
+                        keep_locked: r.keep_locked,
+                        ..Finish::default()
+                    },
+                    label: format!("underlay {}", dest.display()),
+                };
+                do_mount(k, root, &m)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn mask<K: Kernel>(k: &mut K, p: &Path) -> Result<()> {

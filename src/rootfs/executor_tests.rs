@@ -3,8 +3,8 @@
 //! masks, runc's /proc rule, and where the hooks run.
 
 use super::executor::execute;
-use super::kernel::FileKind;
-use super::ops::{Finish, MountOp, Op, What};
+use super::kernel::{Entry, FileKind};
+use super::ops::{Finish, ImageRoot, MountOp, Op, RootMethod, Underlay, What};
 use super::plan::{plan, PlanContext};
 use super::recorder::{FakeHost, Recorder};
 use super::resolve::Leaf;
@@ -83,7 +83,7 @@ fn a_refused_sysfs_falls_back_to_binding_the_hosts_and_says_when_both_fail() {
         has_cgroupns: false,
         use_mknod: false,
         no_pivot: false,
-        overlay_lower: None,
+        image: None,
     };
     let host = FakeHost {
         files: super::dev_nodes::DEFAULT_DEVICES
@@ -225,6 +225,59 @@ fn rro_and_propagation_follow_the_mount() {
 }
 
 #[test]
+fn without_mount_setattr_rro_remounts_each_submount_read_only() {
+    let mut r = Recorder {
+        rro_errno: Some(Errno::ENOSYS),
+        submounts: vec!["/b/rootfs/sys".into(), "/b/rootfs/sys/fs/cgroup".into()],
+        ..Default::default()
+    };
+    let then = Finish {
+        recursive_ro: true,
+        ..Finish::default()
+    };
+    run(&mut r, vec![Op::Mount(bind("/sys", "/sys", then))]).unwrap();
+    let m = r.mounts();
+    assert_eq!(
+        &m[1..],
+        [
+            "mount - on /b/rootfs/sys [MsFlags(MS_RDONLY | MS_REMOUNT | MS_BIND)]",
+            "mount - on /b/rootfs/sys/fs/cgroup [MsFlags(MS_RDONLY | MS_REMOUNT | MS_BIND)]",
+        ]
+    );
+    // Another error stays an error.
+    let mut r = Recorder {
+        rro_errno: Some(Errno::EPERM),
+        ..Default::default()
+    };
+    let then = Finish {
+        recursive_ro: true,
+        ..Finish::default()
+    };
+    let e = format!(
+        "{:#}",
+        run(&mut r, vec![Op::Mount(bind("/sys", "/sys", then))]).unwrap_err()
+    );
+    assert!(e.contains("recursive read-only (rro): EPERM"), "{e}");
+}
+
+#[test]
+fn mountinfo_mount_points_under_a_path_parents_first() {
+    let info = "22 1 0:21 / / rw - ext4 /dev/vda rw\n\
+        30 22 0:26 / /r/sys rw - sysfs sysfs rw\n\
+        31 30 0:27 / /r/sys/fs/cgroup rw - cgroup2 cgroup2 rw\n\
+        32 22 0:28 / /r/sysx rw - tmpfs tmpfs rw\n\
+        33 30 0:29 / /r/sys/kernel/my\\040dir rw - tmpfs tmpfs rw\n";
+    assert_eq!(
+        super::kernel::mounts_under(info, Path::new("/r/sys")),
+        [
+            PathBuf::from("/r/sys"),
+            PathBuf::from("/r/sys/fs/cgroup"),
+            PathBuf::from("/r/sys/kernel/my dir"),
+        ]
+    );
+}
+
+#[test]
 fn the_parent_of_the_rootfs_is_made_private_where_a_mount_takes_it() {
     let mut r = Recorder {
         fail: vec![
@@ -240,17 +293,49 @@ fn the_parent_of_the_rootfs_is_made_private_where_a_mount_takes_it() {
     );
 }
 
+fn image_root(method: RootMethod, writable: bool) -> Op {
+    Op::ImageRoot(ImageRoot {
+        lower: "/c/images/x/rootfs".into(),
+        merged: "/c/mnt/merged".into(),
+        method,
+        writable,
+        keep_locked: true,
+        underlay: Underlay {
+            expand: ["etc".into()].into(),
+            omit: ["etc/passwd".into()].into(),
+        },
+    })
+}
+
+/// The image of the underlay tests: /bin -> usr/bin, /etc with passwd and
+/// ssl/, /usr.
+fn image_dirs(r: &mut Recorder) {
+    let lower = PathBuf::from("/c/images/x/rootfs");
+    r.dirs.insert(
+        lower.clone(),
+        vec![
+            ("bin".into(), Entry::Symlink("usr/bin".into())),
+            ("etc".into(), Entry::Dir),
+            ("usr".into(), Entry::Dir),
+        ],
+    );
+    r.dirs.insert(
+        lower.join("etc"),
+        vec![
+            ("hostname".into(), Entry::Other),
+            ("passwd".into(), Entry::Other),
+            ("ssl".into(), Entry::Dir),
+        ],
+    );
+}
+
 #[test]
 fn the_image_overlay_retries_with_userxattr() {
     let mut r = Recorder {
         fail: vec![("workdir=/c/mnt/work)".into(), Errno::EINVAL)],
         ..Default::default()
     };
-    let op = Op::ImageOverlay {
-        lower: "/c/images/x/rootfs".into(),
-        merged: "/c/mnt/merged".into(),
-    };
-    execute(&mut r, &[op], None).unwrap();
+    execute(&mut r, &[image_root(RootMethod::Overlay, false)], None).unwrap();
     assert_eq!(
         r.calls,
         [
@@ -262,6 +347,85 @@ fn the_image_overlay_retries_with_userxattr() {
             "mount overlay on /c/mnt/merged type overlay (lowerdir=/c/images/x/rootfs,upperdir=/c/mnt/upper,workdir=/c/mnt/work,userxattr)",
         ]
     );
+}
+
+#[test]
+fn an_underlay_binds_the_images_entries_read_only_and_expands_what_it_must() {
+    let mut r = Recorder::default();
+    image_dirs(&mut r);
+    execute(&mut r, &[image_root(RootMethod::Underlay, false)], None).unwrap();
+    let tail: Vec<&str> = r.calls.iter().skip(4).map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "mount /c/mnt/merged on /c/mnt/merged [MsFlags(MS_BIND)]",
+            "open root /c/mnt/merged",
+            // A top-level symlink is copied, not bound.
+            "create / Dir",
+            "symlink /bin -> usr/bin",
+            // /etc is expanded: made on the tmpfs, its entries bound one
+            // by one, passwd left for the generated file.
+            "create /etc Dir",
+            "create /etc/hostname File",
+            "mount /c/images/x/rootfs/etc/hostname on root:/etc/hostname [MsFlags(MS_BIND)]",
+            "mount - on root:/etc/hostname [MsFlags(MS_RDONLY | MS_REMOUNT | MS_BIND | MS_STRICTATIME)]",
+            "create /etc/ssl Dir",
+            "mount /c/images/x/rootfs/etc/ssl on root:/etc/ssl [MsFlags(MS_BIND)]",
+            "mount - on root:/etc/ssl [MsFlags(MS_RDONLY | MS_REMOUNT | MS_BIND | MS_STRICTATIME)]",
+            // /usr is bound whole.
+            "create /usr Dir",
+            "mount /c/images/x/rootfs/usr on root:/usr [MsFlags(MS_BIND)]",
+            "mount - on root:/usr [MsFlags(MS_RDONLY | MS_REMOUNT | MS_BIND | MS_STRICTATIME)]",
+        ]
+    );
+}
+
+#[test]
+fn auto_falls_back_to_the_underlay_where_overlayfs_is_refused() {
+    let mut r = Recorder {
+        fail: vec![("type overlay".into(), Errno::EPERM)],
+        ..Default::default()
+    };
+    image_dirs(&mut r);
+    execute(&mut r, &[image_root(RootMethod::Auto, false)], None).unwrap();
+    assert_eq!(
+        r.calls
+            .iter()
+            .filter(|c| c.contains("type overlay"))
+            .count(),
+        2,
+        "tried with and without userxattr"
+    );
+    assert!(
+        r.calls.iter().any(|c| c == "symlink /bin -> usr/bin"),
+        "{:#?}",
+        r.calls
+    );
+    // Another error is not a reason to fall back.
+    let mut r = Recorder {
+        fail: vec![("type overlay".into(), Errno::EIO)],
+        ..Default::default()
+    };
+    let e = execute(&mut r, &[image_root(RootMethod::Auto, false)], None).unwrap_err();
+    assert!(e.to_string().contains("overlay of image"), "{e}");
+}
+
+#[test]
+fn a_writable_root_without_overlayfs_is_refused_in_one_line() {
+    let mut r = Recorder {
+        fail: vec![("type overlay".into(), Errno::EPERM)],
+        ..Default::default()
+    };
+    let e = execute(&mut r, &[image_root(RootMethod::Auto, true)], None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--writable-tmpfs needs an overlay") && e.contains("5.11") && !e.contains('\n'),
+        "{e}"
+    );
+    // The overlay itself is fine with a writable root.
+    let mut r = Recorder::default();
+    execute(&mut r, &[image_root(RootMethod::Auto, true)], None).unwrap();
 }
 
 #[test]

@@ -4,10 +4,11 @@
 //! and without leaving the root mount, and the file is replaced, never
 //! written through.
 
+use super::in_root::Resolve;
 use super::resolve::openat2_in_root;
 use anyhow::{anyhow, bail, Result};
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::io::Write;
@@ -27,13 +28,11 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
     } else {
         rel
     };
-    let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-        .resolve(
-            ResolveFlag::RESOLVE_IN_ROOT
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_XDEV,
-        );
+    let how = Resolve {
+        no_symlinks: true,
+        no_xdev: true,
+        ..Resolve::new(OFlag::O_PATH | OFlag::O_DIRECTORY)
+    };
     let dir = match openat2_in_root(root.as_fd(), rel, how) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => {

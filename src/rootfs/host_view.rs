@@ -3,6 +3,7 @@
 //! Behind a trait, so plans are unit-tested against a made-up host.
 
 use super::cgroupfs::{self, CgroupHost};
+use super::kernel::Entry;
 use anyhow::Result;
 use std::path::Path;
 
@@ -12,6 +13,9 @@ pub trait HostView {
     fn is_dir(&self, path: &Path) -> std::io::Result<bool>;
     fn exists(&self, path: &Path) -> bool;
     fn cgroups(&self) -> Result<CgroupHost>;
+    /// What is at `path`, without following a final symlink (the image
+    /// the underlay is planned for); None when nothing, or unreadable.
+    fn entry(&self, path: &Path) -> Option<Entry>;
 }
 
 /// The machine we run on.
@@ -28,5 +32,9 @@ impl HostView for RealHost {
 
     fn cgroups(&self) -> Result<CgroupHost> {
         cgroupfs::read_host()
+    }
+
+    fn entry(&self, path: &Path) -> Option<Entry> {
+        super::kernel::lstat_entry(path).ok().flatten()
     }
 }

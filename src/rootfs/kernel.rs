@@ -35,6 +35,26 @@ pub enum FileKind {
     Other,
 }
 
+/// An entry of an image directory, as the underlay copies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Dir,
+    Symlink(PathBuf),
+    /// A file, or anything else a bind can cover.
+    Other,
+}
+
+/// The kind of the name at `path` without following it, None if missing.
+pub fn lstat_entry(path: &Path) -> std::io::Result<Option<Entry>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Ok(Some(Entry::Dir)),
+        Ok(m) if m.file_type().is_symlink() => Ok(Some(Entry::Symlink(std::fs::read_link(path)?))),
+        Ok(_) => Ok(Some(Entry::Other)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 pub trait Kernel {
     /// A handle on a resolved path.
     type Fd;
@@ -61,16 +81,60 @@ pub trait Kernel {
     fn mount_flags(&mut self, target: Target<'_, Self::Fd>) -> nix::Result<u64>;
     /// mount_setattr(MOUNT_ATTR_RDONLY, AT_RECURSIVE).
     fn set_recursive_readonly(&mut self, fd: &Self::Fd) -> nix::Result<()>;
+    /// The mount points at and under where `fd` is, parents first (from
+    /// /proc/self/mountinfo), as paths of our mount namespace.
+    fn submounts(&mut self, fd: &Self::Fd) -> Result<Vec<PathBuf>>;
     /// What is at a plain path, None when nothing is.
     fn kind(&mut self, path: &Path) -> std::io::Result<Option<FileKind>>;
     /// A directory at a plain path.
     fn mkdir(&mut self, path: &Path) -> std::io::Result<()>;
+    /// The entries of the directory at a plain path, sorted by name.
+    fn read_dir(&mut self, path: &Path) -> std::io::Result<Vec<(std::ffi::OsString, Entry)>>;
     /// A symlink `name` in `dir`.
     fn symlink(&mut self, dir: &Self::Fd, name: &OsStr, target: &Path) -> nix::Result<()>;
     /// The node `node` as `name` in `dir`, replacing what is there.
     fn make_node(&mut self, dir: &Self::Fd, name: &OsStr, node: &Node) -> Result<()>;
     fn pivot_root(&mut self, rootfs: &Path) -> Result<()>;
     fn move_root(&mut self, rootfs: &Path) -> Result<()>;
+}
+
+/// The mount points of `mountinfo` at or under `at`, parents first.
+pub fn mounts_under(mountinfo: &str, at: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape(p)))
+        .filter(|p| p.starts_with(at))
+        .collect();
+    out.sort_by_key(|p| p.components().count());
+    out.dedup();
+    out
+}
+
+/// mountinfo writes space, tab, newline and backslash as \ooo.
+pub fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push(
+                    d.iter()
+                        .fold(0u8, |v, c| v.wrapping_mul(8).wrapping_add(c - b'0')),
+                );
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The real thing.
@@ -132,6 +196,14 @@ impl Kernel for Host {
         crate::sys::mount_setattr_recursive(fd.as_fd(), MOUNT_ATTR_RDONLY, 0)
     }
 
+    fn submounts(&mut self, fd: &OwnedFd) -> Result<Vec<PathBuf>> {
+        let at = std::fs::read_link(crate::fs::fd_path(fd))
+            .map_err(|e| anyhow!("finding the mount's path: {e}"))?;
+        let info = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| anyhow!("reading /proc/self/mountinfo: {e}"))?;
+        Ok(mounts_under(&info, &at))
+    }
+
     fn kind(&mut self, path: &Path) -> std::io::Result<Option<FileKind>> {
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => Ok(Some(FileKind::Dir)),
@@ -143,6 +215,18 @@ impl Kernel for Host {
 
     fn mkdir(&mut self, path: &Path) -> std::io::Result<()> {
         std::fs::create_dir(path)
+    }
+
+    fn read_dir(&mut self, path: &Path) -> std::io::Result<Vec<(std::ffi::OsString, Entry)>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(path)? {
+            let e = e?;
+            if let Some(kind) = lstat_entry(&e.path())? {
+                out.push((e.file_name(), kind));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     fn symlink(&mut self, dir: &OwnedFd, name: &OsStr, target: &Path) -> nix::Result<()> {

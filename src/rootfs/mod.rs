@@ -16,6 +16,7 @@ mod executor;
 mod executor_tests;
 pub mod files;
 pub mod host_view;
+pub mod in_root;
 pub mod kernel;
 pub mod ops;
 pub mod options;
@@ -29,9 +30,11 @@ pub mod proc_rule;
 mod recorder;
 mod remount;
 pub mod resolve;
+mod underlay;
 
+pub use ops::RootMethod;
 pub use ops::{MountPlan, Op};
-pub use plan::PlanContext;
+pub use plan::{ImageContext, PlanContext};
 
 use anyhow::Result;
 use std::path::Path;

@@ -28,11 +28,13 @@ pub enum Op {
     PrivatizeParent(PathBuf),
     /// pivot_root needs the new root to be a mount point: bind it on itself.
     BindOnItself(PathBuf),
-    /// Image mode: a tmpfs on `merged`'s parent (a directory of the cache
-    /// only our mount namespace sees mounted), and an overlay of the cached
-    /// image `lower` at `merged`, so mount points can be made and the cache
-    /// never changes.
-    ImageOverlay { lower: PathBuf, merged: PathBuf },
+    /// Image mode's root at `merged`: a tmpfs on `merged`'s parent (a
+    /// directory of the cache only our mount namespace sees mounted), then
+    /// the cached image `lower` under an overlay, or where the kernel
+    /// refuses that (unprivileged overlayfs came in Linux 5.11), under an
+    /// underlay. Either way mount points can be made and the cache never
+    /// changes.
+    ImageRoot(ImageRoot),
     /// From here on, container paths resolve inside this directory.
     OpenRoot(PathBuf),
     /// A filesystem or a bind at a container path, with what follows it.
@@ -67,6 +69,42 @@ pub enum Op {
     ReadOnlyPath { path: PathBuf, keep_locked: bool },
     /// root.readonly.
     RootReadOnly { keep_locked: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRoot {
+    pub lower: PathBuf,
+    pub merged: PathBuf,
+    pub method: RootMethod,
+    /// `--writable-tmpfs`: the image's own files writable (only an
+    /// overlay can give that).
+    pub writable: bool,
+    /// In a user namespace, the underlay's read-only remounts keep the
+    /// flags the kernel locked on the cache's filesystem.
+    pub keep_locked: bool,
+    pub underlay: Underlay,
+}
+
+/// How image mode builds its root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootMethod {
+    /// The overlay, or the underlay where the kernel refuses it.
+    Auto,
+    Overlay,
+    Underlay,
+}
+
+/// Apptainer's underlay: the root is a tmpfs, each entry of the image's
+/// top directory bound into it read-only (symlinks copied), and a
+/// directory that must hold a mount point the image lacks is itself made
+/// on the tmpfs with its own entries bound one by one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Underlay {
+    /// Image directories (relative) made on the tmpfs, their entries bound
+    /// one by one; the top directory always is.
+    pub expand: std::collections::BTreeSet<PathBuf>,
+    /// Image entries (relative) left out: generated files take their place.
+    pub omit: std::collections::BTreeSet<PathBuf>,
 }
 
 /// One mount at a container path.

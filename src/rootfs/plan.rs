@@ -4,7 +4,7 @@
 
 use super::cgroupfs::{self, CgroupMount};
 use super::host_view::HostView;
-use super::ops::{Finish, MountOp, MountPlan, Op, What};
+use super::ops::{Finish, ImageRoot, MountOp, MountPlan, Op, RootMethod, What};
 use super::options::{self, MountOptions};
 use super::resolve::Leaf;
 use anyhow::{anyhow, Context, Result};
@@ -25,9 +25,17 @@ pub struct PlanContext<'a> {
     /// mknod is allowed (real root, no user namespace).
     pub use_mknod: bool,
     pub no_pivot: bool,
-    /// Image mode: `rootfs` becomes an overlay of this read-only lower
-    /// directory (the cached image) with a private tmpfs upper.
-    pub overlay_lower: Option<&'a Path>,
+    /// Image mode: `rootfs` is built over the cached image.
+    pub image: Option<ImageContext<'a>>,
+}
+
+/// Image mode's root: the cached image, how to build the root over it,
+/// and the files that will be generated in it.
+#[derive(Clone, Copy)]
+pub struct ImageContext<'a> {
+    pub lower: &'a Path,
+    pub method: RootMethod,
+    pub files: &'a [PathBuf],
 }
 
 pub fn plan(ctx: &PlanContext, host: &dyn HostView) -> Result<MountPlan> {
@@ -53,11 +61,8 @@ pub fn plan(ctx: &PlanContext, host: &dyn HostView) -> Result<MountPlan> {
         setup.push(Op::PrivatizeParent(ctx.rootfs.to_path_buf()));
     }
     // Either way the new root is a mount point, as pivot_root requires.
-    match ctx.overlay_lower {
-        Some(lower) => setup.push(Op::ImageOverlay {
-            lower: lower.to_path_buf(),
-            merged: ctx.rootfs.to_path_buf(),
-        }),
+    match &ctx.image {
+        Some(img) => setup.push(Op::ImageRoot(image_root(ctx, img, host))),
         None => setup.push(Op::BindOnItself(ctx.rootfs.to_path_buf())),
     }
     setup.push(Op::OpenRoot(ctx.rootfs.to_path_buf()));
@@ -124,6 +129,34 @@ pub fn plan(ctx: &PlanContext, host: &dyn HostView) -> Result<MountPlan> {
         });
     }
     Ok(MountPlan { setup, finish })
+}
+
+/// The image root, with the underlay planned in case it is needed.
+fn image_root(ctx: &PlanContext, img: &ImageContext, host: &dyn HostView) -> ImageRoot {
+    let spec = ctx.spec;
+    let mut dests: Vec<PathBuf> = spec
+        .mounts()
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .map(|m| m.destination().clone())
+        .collect();
+    dests.extend(
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.devices().as_deref())
+            .unwrap_or(&[])
+            .iter()
+            .map(|d| d.path().clone()),
+    );
+    ImageRoot {
+        lower: img.lower.to_path_buf(),
+        merged: ctx.rootfs.to_path_buf(),
+        method: img.method,
+        writable: spec.root().as_ref().and_then(|r| r.readonly()) != Some(true),
+        keep_locked: ctx.in_userns,
+        underlay: super::underlay::plan(img.lower, &dests, img.files, host),
+    }
 }
 
 /// linux.rootfsPropagation as mount(2) flags; None when not set.

@@ -33,7 +33,7 @@ fn ctx<'a>(s: &'a Spec, rootless: bool) -> PlanContext<'a> {
         has_cgroupns: true,
         use_mknod: !rootless,
         no_pivot: false,
-        overlay_lower: None,
+        image: None,
     }
 }
 
@@ -46,6 +46,7 @@ fn host() -> FakeHost {
     FakeHost {
         dirs: vec!["/b/data".into(), "/sys".into(), "/dev/mqueue".into()],
         files,
+        links: Vec::new(),
         cgroups: CgroupHost {
             unified: false,
             hierarchies: hierarchies(
@@ -79,8 +80,8 @@ fn summary(ops: &[Op]) -> Vec<String> {
             Op::MoveRoot(_) => "move_root".into(),
             Op::Hooks => "hooks".into(),
             Op::BindOnItself(p) => format!("bind on itself {}", p.display()),
-            Op::ImageOverlay { lower, merged } => {
-                format!("overlay {} <- {}", merged.display(), lower.display())
+            Op::ImageRoot(r) => {
+                format!("image root {} <- {}", r.merged.display(), r.lower.display())
             }
             Op::PropagateRoot { flags, .. } => format!("propagate / {flags:?}"),
             Op::PrivatizeParent(p) => format!("privatize parent of {}", p.display()),
@@ -291,11 +292,15 @@ fn a_dev_bound_from_the_host_gets_no_default_nodes() {
 fn the_image_root_is_an_overlay_and_no_pivot_moves_it() {
     let s = spec(serde_json::json!({"ociVersion": "1.0.2", "mounts": []}));
     let mut c = ctx(&s, true);
-    c.overlay_lower = Some(Path::new("/cache/images/x/rootfs"));
+    c.image = Some(super::plan::ImageContext {
+        lower: Path::new("/cache/images/x/rootfs"),
+        method: super::ops::RootMethod::Auto,
+        files: &[],
+    });
     c.no_pivot = true;
     let p = plan(&c, &host()).unwrap();
     let lines = summary(&p.setup);
-    assert_eq!(lines[1], "overlay /b/rootfs <- /cache/images/x/rootfs");
+    assert_eq!(lines[1], "image root /b/rootfs <- /cache/images/x/rootfs");
     assert!(!lines.iter().any(|l| l.starts_with("bind on itself")));
     assert_eq!(lines.last().map(String::as_str), Some("move_root"));
 }

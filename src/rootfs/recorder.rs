@@ -5,7 +5,7 @@
 
 use super::cgroupfs::CgroupHost;
 use super::host_view::HostView;
-use super::kernel::{FileKind, Kernel, Target};
+use super::kernel::{Entry, FileKind, Kernel, Target};
 use super::ops::Node;
 use super::resolve::Leaf;
 use anyhow::Result;
@@ -26,6 +26,12 @@ pub struct Recorder {
     pub kinds: HashMap<PathBuf, FileKind>,
     /// What `mount_flags` answers (raw ST_* bits).
     pub st_flags: u64,
+    /// What `set_recursive_readonly` fails with (ENOSYS: an old kernel).
+    pub rro_errno: Option<Errno>,
+    /// What `submounts` answers.
+    pub submounts: Vec<PathBuf>,
+    /// What `read_dir` lists, by directory.
+    pub dirs: HashMap<PathBuf, Vec<(std::ffi::OsString, Entry)>>,
 }
 
 fn target_text(t: Target<'_, PathBuf>) -> String {
@@ -116,8 +122,20 @@ impl Kernel for Recorder {
     }
 
     fn set_recursive_readonly(&mut self, fd: &PathBuf) -> nix::Result<()> {
-        self.calls.push(format!("rro {}", fd.display()));
-        Ok(())
+        match self.rro_errno {
+            Some(e) => {
+                self.calls.push(format!("rro {} -> {e:?}", fd.display()));
+                Err(e)
+            }
+            None => {
+                self.calls.push(format!("rro {}", fd.display()));
+                Ok(())
+            }
+        }
+    }
+
+    fn submounts(&mut self, _fd: &PathBuf) -> Result<Vec<PathBuf>> {
+        Ok(self.submounts.clone())
     }
 
     fn kind(&mut self, path: &Path) -> std::io::Result<Option<FileKind>> {
@@ -127,6 +145,10 @@ impl Kernel for Recorder {
     fn mkdir(&mut self, path: &Path) -> std::io::Result<()> {
         self.calls.push(format!("mkdir {}", path.display()));
         Ok(())
+    }
+
+    fn read_dir(&mut self, path: &Path) -> std::io::Result<Vec<(std::ffi::OsString, Entry)>> {
+        Ok(self.dirs.get(path).cloned().unwrap_or_default())
     }
 
     fn symlink(&mut self, dir: &PathBuf, name: &OsStr, target: &Path) -> nix::Result<()> {
@@ -168,6 +190,8 @@ impl Kernel for Recorder {
 pub struct FakeHost {
     pub dirs: Vec<PathBuf>,
     pub files: Vec<PathBuf>,
+    /// Symlinks: (path, target).
+    pub links: Vec<(PathBuf, PathBuf)>,
     pub cgroups: CgroupHost,
 }
 
@@ -188,5 +212,16 @@ impl HostView for FakeHost {
 
     fn cgroups(&self) -> Result<CgroupHost> {
         Ok(self.cgroups.clone())
+    }
+
+    fn entry(&self, path: &Path) -> Option<Entry> {
+        if let Some((_, t)) = self.links.iter().find(|(l, _)| l == path) {
+            return Some(Entry::Symlink(t.clone()));
+        }
+        match self.is_dir(path) {
+            Ok(true) => Some(Entry::Dir),
+            Ok(false) => Some(Entry::Other),
+            Err(_) => None,
+        }
     }
 }

@@ -1,31 +1,24 @@
 //! Paths inside a rootfs are hostile: a symlink in an image may point
-//! anywhere. Every path is resolved with openat2(RESOLVE_IN_ROOT), so "..",
-//! absolute symlinks and symlink chains all stay inside the root.
+//! anywhere. Every path is resolved as if the root were `/` (in_root.rs:
+//! openat2 RESOLVE_IN_ROOT, or the same walk by hand where the kernel
+//! lacks it), so "..", absolute symlinks and symlink chains all stay
+//! inside the root.
 
+use super::in_root::{self, Resolve};
 use anyhow::{anyhow, Context, Result};
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
-fn how(flags: OFlag) -> OpenHow {
-    OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+fn how(flags: OFlag) -> Resolve {
+    Resolve::new(flags)
 }
 
-/// openat2 with RESOLVE_IN_ROOT, retried on EAGAIN: the kernel answers
-/// that when a rename or mount anywhere on the host raced a ".." step, and
-/// the lookup is safe to repeat.
-pub fn openat2_in_root(dir: BorrowedFd<'_>, path: &Path, how: OpenHow) -> nix::Result<OwnedFd> {
-    let mut tries = 0;
-    loop {
-        match crate::sys::openat2(dir, path, how) {
-            Err(Errno::EAGAIN) if tries < 1000 => tries += 1,
-            r => return r,
-        }
-    }
+/// Opens `path` inside the root `dir` (see in_root.rs).
+pub fn openat2_in_root(dir: BorrowedFd<'_>, path: &Path, how: Resolve) -> nix::Result<OwnedFd> {
+    in_root::open(dir, path, how)
 }
 
 /// Opens `path` (taken as relative to `root`) as an O_PATH handle.

@@ -68,7 +68,20 @@ impl Cache {
     /// layer: a running container. Removing its image would pull files
     /// from under it.
     fn in_use(&self, d: &Digest) -> Option<i32> {
-        let needle = format!("lowerdir={}", self.image_dir(d).join("rootfs").display());
+        let rootfs = self.image_dir(d).join("rootfs");
+        let dev = fs::metadata(&rootfs).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (
+                nix::sys::stat::major(m.dev()),
+                nix::sys::stat::minor(m.dev()),
+            )
+        })?;
+        let lower = format!("lowerdir={}", rootfs.display());
+        // Where the rootfs is inside its filesystem: how an underlay's
+        // binds of it show in any mount namespace's mountinfo.
+        let inside = fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .and_then(|m| fs_relative(&m, &rootfs, dev));
         let mut seen = std::collections::HashSet::new();
         for pid in crate::procfs::all_pids() {
             let Some(ns) = crate::procfs::ns_id(pid, "mnt") else {
@@ -77,9 +90,10 @@ impl Cache {
             if !seen.insert(ns) {
                 continue;
             }
-            if fs::read_to_string(format!("/proc/{pid}/mountinfo"))
-                .is_ok_and(|m| m.contains(&needle))
-            {
+            if fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|m| {
+                m.lines()
+                    .any(|l| uses_image(l, &lower, dev, inside.as_deref()))
+            }) {
                 return Some(pid);
             }
         }
@@ -188,5 +202,83 @@ impl Cache {
             }
         }
         Ok(n)
+    }
+}
+
+/// `path` as its filesystem knows it: the root field of the mount (of
+/// device `dev`) that holds it, joined with the rest of the path.
+fn fs_relative(mountinfo: &str, path: &Path, dev: (u64, u64)) -> Option<String> {
+    let majmin = format!("{}:{}", dev.0, dev.1);
+    let (point, root) = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.get(2) == Some(&majmin.as_str())).then_some(())?;
+            let point = std::path::PathBuf::from(crate::rootfs::kernel::unescape(f.get(4)?));
+            let root = crate::rootfs::kernel::unescape(f.get(3)?);
+            path.starts_with(&point).then_some((point, root))
+        })
+        .max_by_key(|(p, _)| p.components().count())?;
+    let rest = path.strip_prefix(&point).ok()?;
+    Some(Path::new(&root).join(rest).display().to_string())
+}
+
+/// Whether a mountinfo line is a container's view of the image: an
+/// overlay with it as the lower layer, or an underlay's bind of one of
+/// its entries (a mount of the cache's device whose root is the image's
+/// rootfs, `inside` its filesystem, or below it).
+fn uses_image(line: &str, lower: &str, dev: (u64, u64), inside: Option<&str>) -> bool {
+    if line.contains(lower) {
+        return true;
+    }
+    let f: Vec<&str> = line.split(' ').collect();
+    let (Some(majmin), Some(root), Some(inside)) = (f.get(2), f.get(3), inside) else {
+        return false;
+    };
+    let root = crate::rootfs::kernel::unescape(root);
+    *majmin == format!("{}:{}", dev.0, dev.1)
+        && (root == inside || root.starts_with(&format!("{inside}/")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn overlays_and_underlay_binds_count_as_uses() {
+        let lower = "lowerdir=/c/images/ab/rootfs";
+        let inside = Some("/home/u/.cache/hpcc/images/ab/rootfs");
+        let over =
+            "90 80 0:50 / /m rw - overlay overlay rw,lowerdir=/c/images/ab/rootfs,upperdir=/u";
+        assert!(super::uses_image(over, lower, (8, 1), inside));
+        let bind =
+            "91 80 8:1 /home/u/.cache/hpcc/images/ab/rootfs/usr /m/usr ro - ext4 /dev/vda1 rw";
+        assert!(super::uses_image(bind, lower, (8, 1), inside));
+        let top = "92 80 8:1 /home/u/.cache/hpcc/images/ab/rootfs /m ro - ext4 /dev/vda1 rw";
+        assert!(super::uses_image(top, lower, (8, 1), inside));
+        // Another device, the same image in another cache, or a name that
+        // only starts alike.
+        assert!(!super::uses_image(bind, lower, (8, 2), inside));
+        let other_cache = "93 80 8:1 /tmp/x/cache/images/ab/rootfs/usr /m ro - ext4 /dev/vda1 rw";
+        assert!(!super::uses_image(other_cache, lower, (8, 1), inside));
+        let alike = "94 80 8:1 /home/u/.cache/hpcc/images/ab/rootfs2 /m ro - ext4 /dev/vda1 rw";
+        assert!(!super::uses_image(alike, lower, (8, 1), inside));
+    }
+
+    #[test]
+    fn a_path_is_placed_in_its_filesystem() {
+        let info = "22 1 8:1 / / rw - ext4 /dev/vda1 rw\n\
+                    30 22 8:2 /vol/home /home rw - ext4 /dev/vdb rw\n\
+                    31 22 0:40 / /tmp rw - tmpfs tmpfs rw\n";
+        let p = Path::new("/home/u/.cache/hpcc/images/ab/rootfs");
+        assert_eq!(
+            super::fs_relative(info, p, (8, 2)).as_deref(),
+            Some("/vol/home/u/.cache/hpcc/images/ab/rootfs")
+        );
+        assert_eq!(
+            super::fs_relative(info, Path::new("/srv/c"), (8, 1)).as_deref(),
+            Some("/srv/c")
+        );
+        assert_eq!(super::fs_relative(info, p, (9, 9)), None);
     }
 }
