@@ -21,7 +21,7 @@ MPICH_IMAGE := $(abspath target/hpcc-mpi/mpich.tar)
 export HPCC_MPI_IMAGE ?= $(MPI_IMAGE)
 export HPCC_MPICH_IMAGE ?= $(MPICH_IMAGE)
 
-.PHONY: all build install demo demo-deps test test-deps unit runtime-tests runtime-tests-rootless integration lint clean mpi-image bench fuzz FORCE
+.PHONY: all build install demo demo-deps test test-deps unit runtime-tests runtime-tests-rootless runtime-tests-underlay runtime-tests-enosys integration guest-images guests lint clean mpi-image bench fuzz FORCE
 
 all: build
 
@@ -31,8 +31,14 @@ $(BIN): FORCE
 	$(CARGO) build $(CARGO_FLAGS) -p hpcc
 	@file -L $(BIN) | grep -Eq 'statically linked|static-pie' || { echo "error: $(BIN) is not static"; file -L $(BIN); exit 1; }
 
+# Where AppArmor restricts unprivileged user namespaces (Ubuntu 24.04),
+# hpcc needs its profile (integration/apparmor/hpcc); it is installed
+# where /etc/apparmor.d exists, then to be loaded with apparmor_parser.
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/hpcc
+	@if [ -d $(DESTDIR)/etc/apparmor.d ]; then \
+		sed 's#@HPCC@#$(PREFIX)/bin/hpcc#' integration/apparmor/hpcc >$(DESTDIR)/etc/apparmor.d/hpcc && \
+		echo "installed /etc/apparmor.d/hpcc; load it with: apparmor_parser -r /etc/apparmor.d/hpcc"; fi
 
 # The Debian packages come first: `file` and gcc are needed to build.
 demo: demo-deps build
@@ -47,7 +53,7 @@ demo-deps:
 SUMMARY := $(abspath target/test-summary.txt)
 test: export HPCC_REQUIRE_CLIENTS = 1
 test: export HPCC_SUMMARY_FILE = $(SUMMARY)
-test: test-deps lint unit mpi-image runtime-tests runtime-tests-rootless integration
+test: test-deps lint unit mpi-image runtime-tests runtime-tests-rootless runtime-tests-underlay runtime-tests-enosys integration guests
 	@echo "make test: every suite passed:"; sed 's/^/  /' $(SUMMARY)
 
 test-deps:
@@ -76,6 +82,45 @@ runtime-tests: build
 # The same conformance tests as an unprivileged user: rootless is the main case.
 runtime-tests-rootless: build
 	@sh integration/run-rootless.sh $(TEST_USER) $(abspath $(BIN)) "$(CARGO) test $(CARGO_FLAGS) -p runtime-tests"
+
+# Image mode again with its root built as an underlay (what kernels before
+# 5.11 get, where an unprivileged user may not mount overlayfs), as the
+# invoking user and as TEST_USER.
+UNDERLAY_TESTS := --test image_run --test hpc --test mpi
+runtime-tests-underlay: build
+	@HPCC_IMAGE_ROOT=underlay HPCC_BIN=$(abspath $(BIN)) sh integration/suite.sh "runtime-tests over an underlay as $$(id -un)" \
+		$(CARGO) test $(CARGO_FLAGS) -p runtime-tests $(UNDERLAY_TESTS) -- --test-threads=2
+	@if [ "$$(id -u)" = 0 ]; then HPCC_IMAGE_ROOT=underlay sh integration/run-rootless.sh $(TEST_USER) $(abspath $(BIN)) \
+		"$(CARGO) test $(CARGO_FLAGS) -p runtime-tests $(UNDERLAY_TESTS)" "runtime-tests over an underlay"; fi
+
+# The suites that check containment (hostile images, CVEs, image mode) and
+# the kernel fallbacks, again as on a kernel without openat2 (5.6),
+# mount_setattr (5.12) and close_range (5.9): the test process makes them
+# fail with ENOSYS for itself and everything it starts. Root only (a user
+# would need no_new_privs, which breaks setuid helpers).
+ENOSYS_CALLS := openat2,mount_setattr,close_range
+runtime-tests-enosys: build
+	@if [ "$$(id -u)" = 0 ]; then \
+		HPCC_TEST_ENOSYS=$(ENOSYS_CALLS) HPCC_BIN=$(abspath $(BIN)) sh integration/suite.sh \
+			"runtime-tests with $(ENOSYS_CALLS) failing" $(CARGO) test $(CARGO_FLAGS) -p runtime-tests \
+			--test hostile_images --test hardening --test image_run --test kernel_fallbacks -- --test-threads=2; \
+	else echo "runtime-tests with $(ENOSYS_CALLS) failing: 0 passed, 0 failed, 1 skipped (needs root)" | tee -a $(SUMMARY); fi
+
+# VM guests with other kernels (Debian 12: 6.1, Debian 11: 5.10; systemd,
+# cgroup v2), built once with debootstrap (as root) and cached in
+# target/guests, booted under qemu with the guest suite.
+GUESTS := $(abspath target/guests)
+GUEST_BUSYBOX := $(GUESTS)/busybox.tar
+guest-images:
+	@if [ "$$(id -u)" = 0 ]; then \
+		sh integration/guests/build-guest.sh bookworm $(GUESTS)/bookworm && \
+		sh integration/guests/build-guest.sh bullseye $(GUESTS)/bullseye; \
+	else echo "guest-images: not root, using what $(GUESTS) holds"; fi
+
+guests: build mpi-image guest-images
+	@mkdir -p $(GUESTS) && sh integration/clients/mkimage.sh $(GUEST_BUSYBOX) hpcc-busybox:latest
+	@sh integration/guests/run-guest.sh $(GUESTS)/bookworm "guest Debian 12 (kernel 6.1)" $(abspath $(BIN)) $(GUEST_BUSYBOX) $(MPI_IMAGE)
+	@sh integration/guests/run-guest.sh $(GUESTS)/bullseye "guest Debian 11 (kernel 5.10)" $(abspath $(BIN)) $(GUEST_BUSYBOX) $(MPI_IMAGE)
 
 # Real clients against the built binary: containerd (ctr), Docker, podman
 # and a one-node Slurm cluster, as root and (podman, Slurm) as TEST_USER.

@@ -18,10 +18,15 @@ DEMO="busybox-static file gcc make"
 #   test images and their tests;
 # bats, containerd, docker.io, slurm-wlm, munge, iproute2, procps: the real
 #   clients of integration/clients (the suites start the daemons themselves);
-# libc6-dev (libc.a), time: static probes built with gcc, and GNU time.
+# libc6-dev (libc.a), time: static probes built with gcc, and GNU time;
+# qemu-system-x86, e2fsprogs: the VM guests of other kernels (TCG).
 TEST="$DEMO uidmap passwd util-linux zstd podman umoci \
 openmpi-bin libopenmpi-dev mpich libmpich-dev debootstrap \
-bats containerd docker.io slurm-wlm munge iproute2 procps libc6-dev time"
+bats containerd docker.io slurm-wlm munge iproute2 procps libc6-dev time \
+qemu-system-x86 e2fsprogs"
+# Installed without their Recommends: qemu's pull in newer qemu-utils from
+# backports where those are configured, which conflict.
+NORECS="qemu-system-x86"
 # The peers `make bench` measures hpcc against.
 BENCH="$TEST hyperfine charliecloud crun runc strace python3"
 
@@ -48,6 +53,15 @@ echo "make $TARGET: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
 # A fresh machine may have no package lists yet.
 apt-get update -q >/dev/null
+plain="" norecs=""
+for p in $missing; do
+    case " $NORECS " in
+    *" $p "*) norecs="$norecs $p" ;;
+    *) plain="$plain $p" ;;
+    esac
+done
 # Recommends as well, as CI always installed them (podman wants some).
 # shellcheck disable=SC2086
-apt-get install -y -q$missing >/dev/null
+[ -z "$plain" ] || apt-get install -y -q$plain >/dev/null
+# shellcheck disable=SC2086
+[ -z "$norecs" ] || apt-get install -y -q --no-install-recommends$norecs >/dev/null

@@ -1,23 +1,27 @@
 #!/bin/sh
 # Runs the conformance tests as an unprivileged user (the rootless case).
 #
-# usage: run-rootless.sh USER HPCC_BIN "CARGO_TEST_CMD"
+# usage: run-rootless.sh USER HPCC_BIN "CARGO_TEST_CMD" [LABEL]
 #   USER            account to run as when invoked as root (created if missing)
 #   HPCC_BIN        absolute path of the hpcc binary under test
 #   CARGO_TEST_CMD  e.g. "cargo test --release --target x86_64-unknown-linux-musl -p runtime-tests"
+#                   (--test NAME options choose the suites)
+#   LABEL           what the closing count calls the run (default: runtime-tests)
+# HPCC_IMAGE_ROOT, when set, reaches the tests too.
 #
 # As an ordinary user this just runs CARGO_TEST_CMD. As root it builds the
 # test executables, copies them and HPCC_BIN into a fresh folder the user can
 # read, and runs each one under setpriv as USER with a clean environment.
 set -eu
 
-if [ "$#" -ne 3 ]; then
-    echo "usage: $0 USER HPCC_BIN \"CARGO_TEST_CMD\"" >&2
+if [ "$#" -lt 3 ] || [ "$#" -gt 4 ]; then
+    echo "usage: $0 USER HPCC_BIN \"CARGO_TEST_CMD\" [LABEL]" >&2
     exit 2
 fi
 TEST_USER=$1
 BIN=$2
 CARGO_TEST_CMD=$3
+LABEL=${4:-runtime-tests}
 
 case "$BIN" in
 /*) ;;
@@ -33,7 +37,7 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "=== rootless conformance suite: running as $(id -un) (uid $(id -u)) ==="
     # CARGO_TEST_CMD is a command line: word splitting is intended.
     # shellcheck disable=SC2086
-    HPCC_BIN=$BIN exec sh "$HERE/suite.sh" "runtime-tests as $(id -un)" $CARGO_TEST_CMD -- --test-threads=2
+    HPCC_BIN=$BIN exec sh "$HERE/suite.sh" "$LABEL as $(id -un)" $CARGO_TEST_CMD -- --test-threads=2
 fi
 
 # --- as root ------------------------------------------------------------------
@@ -114,13 +118,13 @@ while IFS= read -r exe; do
     (rc=0; cd "$WORK/tmp" && setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups \
         env -i HOME="$USER_HOME" USER="$TEST_USER" PATH=/usr/local/bin:/usr/bin:/bin \
         XDG_RUNTIME_DIR="$WORK/xdg" TMPDIR="$WORK/tmp" HPCC_BIN="$WORK/bin/hpcc" \
-        HPCC_SKIP_LOG="$WORK/skips" \
+        HPCC_SKIP_LOG="$WORK/skips" ${HPCC_IMAGE_ROOT:+HPCC_IMAGE_ROOT=$HPCC_IMAGE_ROOT} \
         RUST_BACKTRACE="${RUST_BACKTRACE:-0}" ${HPCC_REQUIRE_CLIENTS:+HPCC_REQUIRE_CLIENTS=$HPCC_REQUIRE_CLIENTS} \
         ${HPCC_MPI_IMAGE:+HPCC_MPI_IMAGE=$HPCC_MPI_IMAGE} ${HPCC_MPICH_IMAGE:+HPCC_MPICH_IMAGE=$HPCC_MPICH_IMAGE} \
         "$WORK/bin/$name" --test-threads=2 2>&1 || rc=$?; echo "$rc" >"$WORK/rc") </dev/null | tee -a "$WORK/out.log"
     [ "$(cat "$WORK/rc")" = 0 ] || failed="$failed $name"
 done <"$WORK/exes"
-sh "$HERE/summary.sh" "runtime-tests as $TEST_USER" "$WORK/out.log" "$WORK/skips"
+sh "$HERE/summary.sh" "$LABEL as $TEST_USER" "$WORK/out.log" "$WORK/skips"
 
 if [ -n "$failed" ]; then
     echo "=== rootless conformance suite FAILED (as $TEST_USER):$failed ===" >&2

@@ -1,0 +1,53 @@
+#!/bin/sh
+# Boots a guest that build-guest.sh made, under qemu (TCG: /dev/kvm exists
+# on these machines but does not run guests), with a second disk holding
+# hpcc, the test images and suite.sh; the guest runs the suite at boot and
+# powers off. Prints the suite's lines and its count (also appended to
+# $HPCC_SUMMARY_FILE); fails when a check failed or no count came back.
+# Usage: run-guest.sh GUEST_DIR LABEL HPCC_BIN BUSYBOX_TAR MPI_TAR
+set -eu
+G=${1:?usage: run-guest.sh GUEST_DIR LABEL HPCC_BIN BUSYBOX_TAR MPI_TAR}
+LABEL=$2 BIN=$3 BB=$4 MPI=$5
+HERE=$(cd "$(dirname "$0")" && pwd)
+LIMIT=${GUEST_TIMEOUT:-1500}
+for f in "$G/disk.img" "$G/vmlinuz" "$G/initrd.img" "$BIN" "$BB" "$MPI"; do
+    [ -f "$f" ] || { echo "$LABEL: $f is missing" >&2; exit 1; }
+done
+W=$(mktemp -d /tmp/hpcc-guest.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+mkdir "$W/payload"
+cp "$BIN" "$W/payload/hpcc"
+cp "$BB" "$W/payload/busybox.tar"
+cp "$MPI" "$W/payload/mpi.tar"
+cp "$HERE/suite.sh" "$W/payload/suite.sh"
+size=$(($(du -sm "$W/payload" | cut -f1) + 256))
+# mkfs.ext4 and debugfs live in /sbin, off a user's PATH.
+/sbin/mkfs.ext4 -q -F -L payload -d "$W/payload" "$W/payload.img" "${size}M"
+rm -rf "$W/payload"
+echo "$LABEL: booting $(basename "$G") (qemu, TCG, up to ${LIMIT}s)"
+start=$(date +%s)
+# snapshot=on: the guest's writes to its root disk go to a scratch file,
+# so the built image stays as built for the next run.
+timeout "$LIMIT" qemu-system-x86_64 -accel tcg -smp 2 -m 3072 -nographic -no-reboot \
+    -kernel "$G/vmlinuz" -initrd "$G/initrd.img" \
+    -append "root=/dev/vda rw console=ttyS0 quiet systemd.show_status=0" \
+    -drive file="$G/disk.img",if=virtio,format=raw,snapshot=on \
+    -drive file="$W/payload.img",if=virtio,format=raw \
+    </dev/null >"$W/console.log" 2>&1 || echo "$LABEL: qemu ended with status $? after $(($(date +%s) - start))s"
+/sbin/debugfs -R "cat /results.log" "$W/payload.img" >"$W/results.log" 2>/dev/null || :
+if [ ! -s "$W/results.log" ]; then
+    # No results on the disk: what the console showed is all there is.
+    grep -a 'HPCC-GUEST: ' "$W/console.log" | sed 's/.*HPCC-GUEST: //' >"$W/results.log" || :
+fi
+sed "s/^/$LABEL: /" "$W/results.log"
+count=$(grep '^guest: ' "$W/results.log" | tail -1 | sed "s/^guest: /$LABEL: /")
+echo "$LABEL: the guest ran for $(($(date +%s) - start))s"
+if [ -z "$count" ]; then
+    echo "$LABEL: the guest suite gave no count; the end of its console:" >&2
+    tail -40 "$W/console.log" | tr -d '\033' >&2
+    [ -z "${HPCC_SUMMARY_FILE:-}" ] || echo "$LABEL: did not finish" >>"$HPCC_SUMMARY_FILE"
+    exit 1
+fi
+echo "$count"
+[ -z "${HPCC_SUMMARY_FILE:-}" ] || echo "$count" >>"$HPCC_SUMMARY_FILE"
+! grep -q '^not ok ' "$W/results.log"
