@@ -312,6 +312,15 @@ fn fakeroot_and_record() {
     let env = Env::new("fakeroot");
     if uid() == 0 {
         fails_with(&env.run(&["--fakeroot"], "id -u"), "--fakeroot");
+    } else if runtime_tests::forced_underlay() {
+        // Without an overlay the image's files cannot be made writable:
+        // --fakeroot still maps the user to root, and --writable-tmpfs is
+        // refused in one line.
+        assert_eq!(ok(&env.run(&["--fakeroot"], "id -u")), "0\n");
+        fails_with(
+            &env.run(&["--fakeroot", "--writable-tmpfs"], "true"),
+            "--writable-tmpfs needs an overlay",
+        );
     } else {
         assert_eq!(
             ok(&env.run(
