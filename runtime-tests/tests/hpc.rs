@@ -145,6 +145,48 @@ fn environment_passes_through_with_image_and_launcher_rules() {
     );
 }
 
+/// A checkout under a directory the user cannot enter (a mode-700 parent,
+/// a lost automount): the bind shows the cwd, but the process could not
+/// chdir there. hpcc warns and starts in the image's WorkingDir instead of
+/// failing on process.cwd. Root enters any directory, so as root the cwd
+/// is kept.
+#[test]
+fn an_unenterable_cwd_warns_and_starts_in_the_images_workdir() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("cwd");
+    let locked = env.dir.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let path = std::ffi::CString::new(locked.to_str().unwrap()).unwrap();
+    let mut c = env.cmd(&[], "pwd");
+    c.current_dir(&locked);
+    // SAFETY: chmod(2) on a string made before the fork: no allocation or
+    // lock in the child. It runs after the child's chdir into `locked`.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::chmod(path.as_ptr(), 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = c.output().unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if uid() == 0 {
+        assert_eq!(ok(&o), format!("{}\n", locked.display()));
+        assert!(!err.contains("cannot enter"), "{err}");
+    } else {
+        assert_eq!(ok(&o), "/\n", "the image's WorkingDir");
+        assert!(
+            err.contains(&format!(
+                "cannot enter the current directory {}",
+                locked.display()
+            )) && err.lines().count() == 1,
+            "one warning line: {err}"
+        );
+    }
+}
+
 #[test]
 fn binds_cwd_and_the_site_config() {
     let env = Env::new("binds");
