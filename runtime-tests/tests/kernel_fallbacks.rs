@@ -5,6 +5,8 @@
 //! was the path taken. The hostile-image and CVE suites run in that pass
 //! too, so every guarantee they check holds on the fallbacks.
 
+mod imagefix;
+
 use runtime_tests::{injected_enosys, is_root, sh, skip, TestEnv};
 use std::fs;
 use std::process::Command;
@@ -15,22 +17,11 @@ fn injected(name: &str) -> bool {
 
 /// An image run with --debug; its stderr.
 fn debug_image_run(env: &TestEnv, args: &[&str]) -> String {
-    let img = env.path("img");
-    fs::create_dir_all(img.join("layer/bin")).expect("layer");
-    fs::copy(runtime_tests::busybox(), img.join("layer/bin/busybox")).expect("busybox");
-    std::os::unix::fs::symlink("busybox", img.join("layer/bin/sh")).expect("sh");
+    // The shared fixture, not a script of the source tree, which the test
+    // user may not be able to read (CI clones under a mode-700 home).
     let tar = env.path("img.tar");
-    let here =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../integration/pack-image.sh");
-    let st = Command::new("sh")
-        .arg(&here)
-        .arg(img.join("layer"))
-        .arg(&tar)
-        .arg("fallback:latest")
-        .env("ROOT_OWNED", "1")
-        .status()
-        .expect("pack-image.sh");
-    assert!(st.success(), "packing the test image");
+    let img = imagefix::Image::new(vec![imagefix::base_layer()], "fallback:latest");
+    imagefix::write_docker_archive(&tar, &[&img]);
     let out = Command::new(runtime_tests::hpcc_bin())
         .args(["--debug", "run", "-q"])
         .arg(&tar)

@@ -6,26 +6,16 @@ use runtime_tests::{ok, stderr, TempTree};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A one-layer busybox image tar in `dir`.
+mod imagefix;
+
+/// A one-layer busybox image tar in `dir`. Made by the shared fixture,
+/// not a script of the source tree: the test user may not be able to read
+/// the checkout (CI clones under root's mode-700 home).
 fn image(dir: &Path) -> PathBuf {
-    let layer = dir.join("layer");
-    std::fs::create_dir_all(layer.join("bin")).expect("layer");
-    std::fs::copy(runtime_tests::busybox(), layer.join("bin/busybox")).expect("busybox");
-    for a in ["sh", "true", "echo"] {
-        std::os::unix::fs::symlink("busybox", layer.join("bin").join(a)).expect("applet");
-    }
     let tar = dir.join("img.tar");
-    let pack = Path::new(env!("CARGO_MANIFEST_DIR")).join("../integration/pack-image.sh");
-    let st = Command::new("sh")
-        .arg(pack)
-        .arg(&layer)
-        .arg(&tar)
-        .arg("older-hosts:latest")
-        .arg(r#"{"Env":["PATH=/bin"],"Cmd":["sh"]}"#)
-        .env("ROOT_OWNED", "1")
-        .status()
-        .expect("pack-image.sh");
-    assert!(st.success(), "packing the image");
+    let img = imagefix::Image::new(vec![imagefix::base_layer()], "older-hosts:latest")
+        .with_config(serde_json::json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}));
+    imagefix::write_docker_archive(&tar, &[&img]);
     tar
 }
 
