@@ -85,7 +85,9 @@ fn openat2_retrying(root: BorrowedFd<'_>, path: &Path, how: OpenHow) -> nix::Res
     }
 }
 
-fn parts(p: &Path) -> VecDeque<OsString> {
+/// The names a path walks through, `..` kept as a step and `.` and the
+/// root dropped: what a walk inside a root follows, one at a time.
+pub(super) fn parts(p: &Path) -> VecDeque<OsString> {
     p.components()
         .filter_map(|c| match c {
             Component::Normal(n) => Some(n.to_owned()),

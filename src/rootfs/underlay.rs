@@ -7,11 +7,11 @@
 //! mount code will follow them inside the root.
 
 use super::host_view::HostView;
+use super::in_root::parts;
 use super::kernel::Entry;
 use super::ops::Underlay;
-use std::collections::{BTreeSet, VecDeque};
-use std::ffi::OsString;
-use std::path::{Component, Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 /// The underlay for an image at `lower` that must take mounts at `dests`
 /// and generated files at `files` (container paths).
@@ -50,20 +50,10 @@ fn expand(u: &mut Underlay, dir: &Path) {
     }
 }
 
-fn components(p: &Path) -> VecDeque<OsString> {
-    p.components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_owned()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The real path (relative to the image) of the longest prefix of `path`
 /// that exists in the image, and whether all of it does.
 fn resolve(lower: &Path, path: &Path, host: &dyn HostView) -> (PathBuf, bool) {
-    let mut todo = components(path);
+    let mut todo = parts(path);
     let mut cur = PathBuf::new();
     let mut links = 0;
     while let Some(c) = todo.pop_front() {
@@ -83,7 +73,7 @@ fn resolve(lower: &Path, path: &Path, host: &dyn HostView) -> (PathBuf, bool) {
                 if target.is_absolute() {
                     cur = PathBuf::new();
                 }
-                for t in components(&target).into_iter().rev() {
+                for t in parts(&target).into_iter().rev() {
                     todo.push_front(t);
                 }
             }
