@@ -21,7 +21,7 @@ MPICH_IMAGE := $(abspath target/hpcc-mpi/mpich.tar)
 export HPCC_MPI_IMAGE ?= $(MPI_IMAGE)
 export HPCC_MPICH_IMAGE ?= $(MPICH_IMAGE)
 
-.PHONY: all build install demo demo-deps test test-deps unit runtime-tests runtime-tests-rootless runtime-tests-underlay runtime-tests-enosys integration guest-images guests lint clean mpi-image bench fuzz FORCE
+.PHONY: all build install demo demo-deps test test-deps unit runtime-tests runtime-tests-rootless runtime-tests-underlay runtime-tests-enosys integration guest-images guests conformance guest-conformance lint clean mpi-image bench fuzz FORCE
 
 all: build
 
@@ -119,8 +119,26 @@ guest-images:
 
 guests: build mpi-image guest-images
 	@mkdir -p $(GUESTS) && sh integration/clients/mkimage.sh $(GUEST_BUSYBOX) hpcc-busybox:latest
-	@sh integration/guests/run-guest.sh $(GUESTS)/bookworm "guest Debian 12 (kernel 6.1)" $(abspath $(BIN)) $(GUEST_BUSYBOX) $(MPI_IMAGE)
-	@sh integration/guests/run-guest.sh $(GUESTS)/bullseye "guest Debian 11 (kernel 5.10)" $(abspath $(BIN)) $(GUEST_BUSYBOX) $(MPI_IMAGE)
+	@for g in "bookworm:guest Debian 12 (kernel 6.1)" "bullseye:guest Debian 11 (kernel 5.10)"; do \
+		sh integration/guests/run-guest.sh $(GUESTS)/$${g%%:*} "$${g#*:}" integration/guests/suite.sh \
+			hpcc=$(abspath $(BIN)) busybox.tar=$(GUEST_BUSYBOX) mpi.tar=$(MPI_IMAGE) || exit 1; \
+	done
+
+# The OCI runtime-tools validation suite, built outside this repository
+# (RUNTIME_TOOLS names a folder with validation/, runtimetest and
+# rootfs-amd64.tar.gz; runtime-tests/CONFORMANCE.md says how), against
+# hpcc on this host, and in the Debian 12 guest (cgroup v2) beside its
+# runc and crun. As root; never part of make test.
+RUNTIME_TOOLS ?=
+conformance: build
+	@test -n "$(RUNTIME_TOOLS)" || { echo "conformance: set RUNTIME_TOOLS=DIR (see runtime-tests/CONFORMANCE.md)"; exit 2; }
+	bash integration/conformance/validation.sh $(RUNTIME_TOOLS) $(abspath $(BIN))
+
+guest-conformance: build guest-images
+	@test -n "$(RUNTIME_TOOLS)" || { echo "guest-conformance: set RUNTIME_TOOLS=DIR (see runtime-tests/CONFORMANCE.md)"; exit 2; }
+	GUEST_TIMEOUT=5400 sh integration/guests/run-guest.sh $(GUESTS)/bookworm "guest Debian 12 (kernel 6.1)" \
+		integration/guests/conformance.sh hpcc=$(abspath $(BIN)) validation.sh=integration/conformance/validation.sh \
+		runtime-tools=$(RUNTIME_TOOLS)
 
 # Real clients against the built binary: containerd (ctr), Docker, podman
 # and a one-node Slurm cluster, as root and (podman, Slurm) as TEST_USER.

@@ -1,25 +1,28 @@
 #!/bin/sh
 # Boots a guest that build-guest.sh made, under qemu (TCG: /dev/kvm exists
 # on these machines but does not run guests), with a second disk holding
-# hpcc, the test images and suite.sh; the guest runs the suite at boot and
-# powers off. Prints the suite's lines and its count (also appended to
+# the suite (as suite.sh) and its files; the guest runs the suite at boot
+# and powers off. Prints the suite's lines and its count (also appended to
 # $HPCC_SUMMARY_FILE); fails when a check failed or no count came back.
-# Usage: run-guest.sh GUEST_DIR LABEL HPCC_BIN BUSYBOX_TAR MPI_TAR
+# Usage: run-guest.sh GUEST_DIR LABEL SUITE NAME=PATH...
+#   each PATH (a file or a folder) lands on the payload disk as NAME.
 set -eu
-G=${1:?usage: run-guest.sh GUEST_DIR LABEL HPCC_BIN BUSYBOX_TAR MPI_TAR}
-LABEL=$2 BIN=$3 BB=$4 MPI=$5
-HERE=$(cd "$(dirname "$0")" && pwd)
+USAGE="usage: run-guest.sh GUEST_DIR LABEL SUITE NAME=PATH..."
+G=${1:?$USAGE} LABEL=${2:?$USAGE} SUITE=${3:?$USAGE}
+shift 3
 LIMIT=${GUEST_TIMEOUT:-1500}
-for f in "$G/disk.img" "$G/vmlinuz" "$G/initrd.img" "$BIN" "$BB" "$MPI"; do
+for f in "$G/disk.img" "$G/vmlinuz" "$G/initrd.img" "$SUITE"; do
     [ -f "$f" ] || { echo "$LABEL: $f is missing" >&2; exit 1; }
 done
 W=$(mktemp -d /tmp/hpcc-guest.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 mkdir "$W/payload"
-cp "$BIN" "$W/payload/hpcc"
-cp "$BB" "$W/payload/busybox.tar"
-cp "$MPI" "$W/payload/mpi.tar"
-cp "$HERE/suite.sh" "$W/payload/suite.sh"
+cp "$SUITE" "$W/payload/suite.sh"
+for arg in "$@"; do
+    name=${arg%%=*} path=${arg#*=}
+    [ -e "$path" ] || { echo "$LABEL: $path is missing" >&2; exit 1; }
+    cp -a "$path" "$W/payload/$name"
+done
 size=$(($(du -sm "$W/payload" | cut -f1) + 256))
 # mkfs.ext4 and debugfs live in /sbin, off a user's PATH.
 /sbin/mkfs.ext4 -q -F -L payload -d "$W/payload" "$W/payload.img" "${size}M"

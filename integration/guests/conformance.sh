@@ -1,0 +1,21 @@
+#!/bin/sh
+# The runtime-tools validation suite inside a guest (cgroup v2, systemd),
+# run on request (make guest-conformance), never by make test: the suite
+# is built outside this repository. Runs as suite.sh from the payload disk
+# (/payload: hpcc, validation.sh, runtime-tools/) against hpcc and, for a
+# side-by-side count, the guest's own runc and crun. Its closing "guest:"
+# line is hpcc's count.
+set -u
+P=/payload
+install -m 0755 "$P/hpcc" /usr/local/bin/hpcc
+echo "# guest: $(uname -r), cgroup $(stat -fc %T /sys/fs/cgroup), systemd $(systemctl --version | head -1 | cut -d' ' -f2)"
+for rt in /usr/local/bin/hpcc /usr/sbin/runc /usr/bin/crun; do
+    if [ ! -x "$rt" ]; then
+        echo "# $rt is not installed in the guest"
+        continue
+    fi
+    echo "# $("$rt" --version 2>&1 | head -1)"
+    LOGDIR=/tmp/logs-$(basename "$rt") bash "$P/validation.sh" "$P/runtime-tools" "$rt" | tee /tmp/validation.out
+    [ "$rt" != /usr/local/bin/hpcc ] || hpcc_count=$(tail -1 /tmp/validation.out)
+done
+echo "guest: ${hpcc_count:-no count from hpcc's run}"
