@@ -141,7 +141,9 @@ pub fn prepare(setup: &ProcessSetup) -> Result<Prepared> {
                     let first = keep
                         .checked_add(3)
                         .ok_or_else(|| anyhow!("--preserve-fds {keep} is too large"))?;
-                    crate::sys::cloexec_from(first).map_err(|e| anyhow!("close_range: {e}"))?;
+                    crate::sys::cloexec_from(first).map_err(|e| {
+                        anyhow!("marking fds from {first} close-on-exec (close_range, /proc/self/fd): {e}")
+                    })?;
                 }
             }
             Step::ResetSignals => crate::sys::reset_signal_dispositions(),

@@ -61,27 +61,26 @@ pub fn own_received(fds: &[RawFd]) -> Vec<OwnedFd> {
 
 /// Marks every fd from `first` up as close-on-exec (close_range(2),
 /// CLOSE_RANGE_CLOEXEC), so nothing hpcc or its caller opened leaks into the
-/// container except the fds it was asked to preserve.
+/// container except the fds it was asked to preserve. Where close_range
+/// fails (ENOSYS before 5.9, EINVAL for the flag before 5.11, or whatever
+/// a seccomp profile answers) each open fd is flagged by hand.
 pub fn cloexec_from(first: u32) -> nix::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes fd flags; no memory is touched.
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    match Errno::result(r) {
-        Ok(_) => Ok(()),
-        // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: flag each open fd.
-        Err(Errno::EINVAL) | Err(Errno::ENOSYS) => {
-            use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-            let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-                .map_err(|_| Errno::EBADF)?
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .filter(|fd: &i32| *fd >= first as i32)
-                .collect();
-            for fd in fds {
-                let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
-            }
-            Ok(())
-        }
-        Err(e) => Err(e),
+    if Errno::result(r).is_ok() {
+        return Ok(());
     }
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| e.raw_os_error().map_or(Errno::EBADF, Errno::from_raw))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd: &i32| i64::from(*fd) >= i64::from(first))
+        .collect();
+    for fd in fds {
+        // The listing's own fd is gone by now: EBADF for it is expected.
+        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    }
+    Ok(())
 }

@@ -7,6 +7,7 @@ pub mod fdpass;
 mod mount_attr;
 mod privilege;
 mod process;
+mod seccomp;
 mod tty;
 
 pub use fd::{cloexec_from, open, openat, openat2, own_received};
@@ -18,4 +19,5 @@ pub use process::{
     exit_child, fork_single_threaded, forward_signals_to, join_session_keyring,
     reset_signal_dispositions,
 };
+pub use seccomp::install_seccomp_filter;
 pub use tty::{get_winsize, set_controlling_tty, set_winsize};

@@ -61,8 +61,9 @@ fn cve_2022_29162_inheritable_caps_are_empty_by_default() {
 
 /// no_new_privileges: NoNewPrivs is 1 inside (run and exec), and a
 /// setuid-root binary does not raise the euid of a non-root container
-/// process. Without it, as root, setuid works as on any Linux; rootless it
-/// never gives more than the invoking user has in the initial userns.
+/// process. Without it, under a seccomp profile, NoNewPrivs stays 0 and as
+/// root setuid works as on any Linux; rootless it never gives more than
+/// the invoking user has in the initial userns.
 #[test]
 fn no_new_privileges_and_setuid_binaries() {
     let env = TestEnv::new("nnp");
@@ -128,11 +129,17 @@ fn no_new_privileges_and_setuid_binaries() {
     env.hpcc(&["delete", "--force", &id]).ok();
     env.assert_clean(&id, Some(&init), &bundle);
 
-    // Without NNP: the binary runs setuid. Look at it from the host while
-    // it waits.
+    // Without NNP: the binary runs setuid, also under a seccomp profile
+    // (loading one must not set no_new_privs behind the config's back, as
+    // seccompiler's apply_filter does; runc loads it with CAP_SYS_ADMIN).
+    // Look at it from the host while it waits.
     bundle.edit(|c| {
         c["process"]["noNewPrivileges"] = json!(false);
         c["process"]["args"] = json!(["/suid", "ids", "wait"]);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+        });
     });
     let id = env.id("suid");
     let init = env.create_and_start(&bundle, &id);
@@ -152,6 +159,16 @@ fn no_new_privileges_and_setuid_binaries() {
         .split_whitespace()
         .filter_map(|v| v.parse().ok())
         .collect();
+    assert_eq!(
+        status_field(&status, "NoNewPrivs"),
+        Some(0),
+        "no_new_privs was not asked for: {status}"
+    );
+    assert_eq!(
+        status_field(&status, "Seccomp"),
+        Some(2),
+        "the filter is loaded: {status}"
+    );
     let my_userns = fs::read_link("/proc/self/ns/user").expect("userns");
     let its_userns = fs::read_link(format!("/proc/{}/ns/user", init.pid)).expect("userns");
     if is_root() {

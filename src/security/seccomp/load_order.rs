@@ -7,6 +7,14 @@
 //!   filter goes in before the capabilities are dropped.
 //! - With no_new_privs, the filter waits until just before execve, so that
 //!   nothing hpcc does first (waiting for `start`, hooks) is filtered.
+//! - Nothing after the filter may need a syscall a profile could deny
+//!   that hpcc can do earlier: the fds are marked close-on-exec before it
+//!   (close_range is missing from many allow-lists written for runc).
+//!   What must come after (the user switch, capabilities, chdir, waiting
+//!   for `start`) uses calls every runc-compatible profile allows, as in
+//!   runc.
+//! - no_new_privs is set only when the config asks for it; the filter
+//!   itself never sets it (see `load`).
 //! - The bounding set is dropped while we are still privileged; the user
 //!   switch keeps the permitted set (PR_SET_KEEPCAPS) so the configured
 //!   sets can be applied after it.
@@ -59,6 +67,7 @@ pub fn order(f: Facts) -> Order {
     if f.new_session_keyring {
         prepare.push(SessionKeyring);
     }
+    prepare.push(MarkFdsCloexec);
     if f.has_seccomp && !f.no_new_privs {
         prepare.push(LoadSeccomp);
     }
@@ -77,13 +86,7 @@ pub fn order(f: Facts) -> Order {
     if f.no_new_privs {
         prepare.push(NoNewPrivs);
     }
-    prepare.extend([
-        EnterCwd,
-        FindProgram,
-        MarkFdsCloexec,
-        ResetSignals,
-        ExecLabels,
-    ]);
+    prepare.extend([EnterCwd, FindProgram, ResetSignals, ExecLabels]);
     let at_exec = if f.has_seccomp && f.no_new_privs {
         vec![LoadSeccomp]
     } else {
@@ -124,6 +127,22 @@ mod tests {
     }
 
     #[test]
+    fn fds_are_marked_before_any_filter_loads() {
+        for no_new_privs in [false, true] {
+            let o = order(Facts {
+                no_new_privs,
+                ..facts()
+            });
+            let p = &o.prepare;
+            if let Some(load) = p.iter().position(|s| *s == LoadSeccomp) {
+                assert!(pos(p, MarkFdsCloexec) < load, "{p:?}");
+            } else {
+                assert_eq!(o.at_exec, [LoadSeccomp]);
+            }
+        }
+    }
+
+    #[test]
     fn with_no_new_privs_the_filter_waits_for_execve() {
         let o = order(Facts {
             no_new_privs: true,
@@ -157,11 +176,11 @@ mod tests {
             o.prepare,
             [
                 Rlimits,
+                MarkFdsCloexec,
                 SwitchUser,
                 NoNewPrivs,
                 EnterCwd,
                 FindProgram,
-                MarkFdsCloexec,
                 ResetSignals,
                 ExecLabels
             ]

@@ -210,11 +210,26 @@ fn x32_guard(default: &SeccompAction) -> BpfProgram {
     ]
 }
 
-/// Loads the filters into this process (after no_new_privs, or with
-/// CAP_SYS_ADMIN); the last one loaded runs first, all are consulted.
+/// Loads the filters into this process: the last one loaded runs first,
+/// all are consulted. no_new_privs is left as the config set it; without
+/// it the kernel wants CAP_SYS_ADMIN, which load_order arranges.
 pub fn load(programs: &[BpfProgram]) -> Result<()> {
     for p in programs {
-        seccompiler::apply_filter(p).map_err(|e| anyhow!("loading the seccomp filter: {e}"))?;
+        let insns: Vec<libc::sock_filter> = p
+            .iter()
+            .map(|i| libc::sock_filter {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
+            })
+            .collect();
+        crate::sys::install_seccomp_filter(&insns).map_err(|e| match e {
+            nix::errno::Errno::EACCES => anyhow!(
+                "loading the seccomp filter: {e}: without process.noNewPrivileges the process needs CAP_SYS_ADMIN"
+            ),
+            e => anyhow!("loading the seccomp filter: {e}"),
+        })?;
     }
     Ok(())
 }
