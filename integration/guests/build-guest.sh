@@ -13,12 +13,12 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # systemd (with logind, for a lingering user's user@UID.service), the
 # kernel, and what the suite needs: uidmap (newuidmap for rootless podman),
 # dbus-user-session (the user bus podman's systemd cgroup manager talks to),
-# podman, Open MPI, busybox-static, procps; runc, which make guest-conformance
-# measures beside hpcc (podman brings crun).
+# podman, Open MPI, busybox-static, procps; runc and crun, which make
+# guest-conformance measures beside hpcc.
 # debootstrap makes the base; the rest is installed in the chroot with apt
 # (debootstrap cannot configure containers-common, podman's dependency).
 BASE=systemd,systemd-sysv,dbus,libpam-systemd,linux-image-amd64,udev,kmod,procps,passwd
-PACKAGES="uidmap podman openmpi-bin busybox-static iproute2 dbus-user-session runc"
+PACKAGES="uidmap podman openmpi-bin busybox-static iproute2 dbus-user-session runc crun"
 STAMP="$OUT/inputs"
 want="$( (sha256sum "$0" "$HERE/guest-boot.sh"; echo "$DIST $BASE $PACKAGES") | sha256sum | cut -d' ' -f1)"
 if [ -f "$OUT/disk.img" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
