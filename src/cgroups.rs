@@ -7,7 +7,7 @@ use libcgroups::common::{
     create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
 };
 use oci_spec::runtime::{LinuxResources, Spec};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where a container's cgroup is, as recorded in its state.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -80,14 +80,34 @@ pub fn enter(c: &CgroupRef, id: &str, spec: &Spec, pid: i32, rootless: bool) -> 
     };
     m.add_task(nix::unistd::Pid::from_raw(pid))
         .map_err(|e| anyhow!("joining cgroup {}: {e}{hint}", c.path.display()))?;
-    let opt = ControllerOpt {
+    m.apply(&controller_opt(resources))
+        .map_err(|e| anyhow!("linux.resources on cgroup {}: {e}{hint}", c.path.display()))
+}
+
+/// What libcgroups applies for `resources`. disableOOMKiller sits in
+/// linux.resources.memory in the spec but beside the resources in
+/// libcgroups, so it is carried over here (v1's memory.oom_control).
+pub fn controller_opt(resources: &LinuxResources) -> ControllerOpt<'_> {
+    ControllerOpt {
         resources,
-        disable_oom_killer: false,
+        disable_oom_killer: resources
+            .memory()
+            .as_ref()
+            .and_then(|m| m.disable_oom_killer())
+            .unwrap_or(false),
         oom_score_adj: None,
         freezer_state: None,
-    };
-    m.apply(&opt)
-        .map_err(|e| anyhow!("linux.resources on cgroup {}: {e}{hint}", c.path.display()))
+    }
+}
+
+/// Whether the container's v1 memory cgroup has its OOM killer disabled
+/// (cgroup v2 has no such switch: false).
+pub fn oom_killer_disabled(c: &CgroupRef) -> bool {
+    let rel = c.path.strip_prefix("/").unwrap_or(&c.path);
+    let file = Path::new("/sys/fs/cgroup/memory")
+        .join(rel)
+        .join("memory.oom_control");
+    std::fs::read_to_string(file).is_ok_and(|s| s.lines().any(|l| l == "oom_kill_disable 1"))
 }
 
 /// Moves `pid` into an existing container cgroup (`exec`).
@@ -132,6 +152,19 @@ pub fn kill_and_remove(c: &CgroupRef, id: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disable_oom_killer_is_carried_from_the_memory_resources() {
+        let r: LinuxResources = serde_json::from_value(serde_json::json!({
+            "memory": {"limit": 1048576, "disableOOMKiller": true}
+        }))
+        .unwrap();
+        assert!(controller_opt(&r).disable_oom_killer);
+        let r: LinuxResources =
+            serde_json::from_value(serde_json::json!({"memory": {"limit": 1048576}})).unwrap();
+        assert!(!controller_opt(&r).disable_oom_killer);
+        assert!(!controller_opt(&LinuxResources::default()).disable_oom_killer);
+    }
 
     #[test]
     fn limits_are_told_apart_from_device_rules() {

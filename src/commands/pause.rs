@@ -6,9 +6,7 @@ use super::kill::container_pids;
 use super::Ctx;
 use crate::container::{ContainerState, Status, PAUSED_MARK};
 use anyhow::{anyhow, bail, Context, Result};
-use libcgroups::common::{
-    create_cgroup_manager, CgroupConfig, CgroupManager, ControllerOpt, FreezerState,
-};
+use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager, FreezerState};
 use nix::sys::signal::Signal;
 use oci_spec::runtime::LinuxResources;
 use std::io::Read;
@@ -100,12 +98,16 @@ pub fn update(ctx: &Ctx, id: &str, resources: &Option<PathBuf>) -> Result<i32> {
     let m = manager(&st)?.ok_or_else(|| {
         anyhow!("container {id} has no cgroup to update (it asked for no limits when created)")
     })?;
-    m.apply(&ControllerOpt {
-        resources: &r,
-        disable_oom_killer: false,
-        oom_score_adj: None,
-        freezer_state: None,
-    })
-    .map_err(|e| anyhow!("update: {e}"))?;
+    let mut opt = crate::cgroups::controller_opt(&r);
+    let asked = r.memory().as_ref().and_then(|m| m.disable_oom_killer());
+    if asked.is_none() {
+        // An update that does not name disableOOMKiller keeps what the
+        // container has (libcgroups would write 0), as runc's update does.
+        opt.disable_oom_killer = st
+            .cgroup
+            .as_ref()
+            .is_some_and(crate::cgroups::oom_killer_disabled);
+    }
+    m.apply(&opt).map_err(|e| anyhow!("update: {e}"))?;
     Ok(0)
 }

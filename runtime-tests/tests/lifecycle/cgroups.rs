@@ -15,7 +15,7 @@ fn cgroup_limits_apply_as_root_and_fail_clearly_without_a_writable_cgroup() {
     let id = env.id("cgroups");
     bundle.edit(|c| {
         c["linux"]["resources"] = serde_json::json!({
-            "memory": {"limit": 67108864},
+            "memory": {"limit": 67108864, "disableOOMKiller": true},
             "pids": {"limit": 32}
         });
         c["linux"]["cgroupsPath"] = serde_json::json!(format!("/hpcc-test/{id}"));
@@ -45,6 +45,12 @@ fn cgroup_limits_apply_as_root_and_fail_clearly_without_a_writable_cgroup() {
         Some(p) => {
             assert_eq!(p, expected, "the init is in the configured memory cgroup");
             assert_eq!(cgroup_of("pids").as_deref(), Some(expected.as_str()));
+            // disableOOMKiller is v1's memory.oom_control (v2 has none).
+            let oom = fs::read_to_string(format!(
+                "/sys/fs/cgroup/memory{expected}/memory.oom_control"
+            ))
+            .expect("memory.oom_control");
+            assert!(oom.contains("oom_kill_disable 1"), "{oom}");
             (
                 format!("/sys/fs/cgroup/memory{expected}/memory.limit_in_bytes"),
                 format!("/sys/fs/cgroup/pids{expected}/pids.max"),
@@ -111,11 +117,14 @@ fn pause_resume_and_update() {
     let mut bundle = env.bundle(&sh(
         "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done",
     ));
+    let cgroups_path = format!("/hpcc-test/{}", env.id("pause-cg"));
     if is_root() {
-        let id_for_path = env.id("pause-cg");
         bundle.edit(|c| {
-            c["linux"]["resources"] = serde_json::json!({"pids": {"limit": 64}});
-            c["linux"]["cgroupsPath"] = serde_json::json!(format!("/hpcc-test/{id_for_path}"));
+            c["linux"]["resources"] = serde_json::json!({
+                "pids": {"limit": 64},
+                "memory": {"limit": 134217728, "disableOOMKiller": true}
+            });
+            c["linux"]["cgroupsPath"] = serde_json::json!(cgroups_path);
         });
     }
     bundle.edit(|c| {
@@ -147,7 +156,12 @@ fn pause_resume_and_update() {
     assert_ne!(count(), frozen, "the container did not resume");
     if is_root() {
         let res = env.path("res.json");
-        fs::write(&res, r#"{"pids": {"limit": 99}}"#).expect("resources");
+        // An update that leaves disableOOMKiller out keeps it.
+        fs::write(
+            &res,
+            r#"{"pids": {"limit": 99}, "memory": {"limit": 100663296}}"#,
+        )
+        .expect("resources");
         env.hpcc(&["update", "--resources", res.to_str().expect("path"), &id])
             .ok();
         let cg = fs::read_to_string(format!("/proc/{}/cgroup", init.pid)).expect("cgroup");
@@ -162,6 +176,15 @@ fn pause_resume_and_update() {
             .map(|p| format!("/sys/fs/cgroup/pids{p}/pids.max"));
         if let Some(p) = pids_path {
             assert_eq!(fs::read_to_string(p).expect("pids.max").trim(), "99");
+            let mem = format!("/sys/fs/cgroup/memory{cgroups_path}");
+            assert_eq!(
+                fs::read_to_string(format!("{mem}/memory.limit_in_bytes"))
+                    .expect("memory limit")
+                    .trim(),
+                "100663296"
+            );
+            let oom = fs::read_to_string(format!("{mem}/memory.oom_control")).expect("oom");
+            assert!(oom.contains("oom_kill_disable 1"), "update kept it: {oom}");
         }
     } else {
         env.hpcc(&["update", "--resources", "-", &id]).fails();
