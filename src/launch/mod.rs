@@ -25,3 +25,4 @@ pub mod program_path;
 pub mod spawn;
 pub mod supervise;
 pub mod userns_limits;
+pub mod working_dir;

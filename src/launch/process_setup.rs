@@ -5,11 +5,10 @@
 
 use crate::security::caps::CapPlan;
 use crate::security::seccomp::load_order::{self, Facts, Step};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use oci_spec::runtime::{Process, Spec};
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
-use std::path::Path;
 
 /// A process's setup, computed before any fork so a bad config fails
 /// before any process exists.
@@ -103,6 +102,7 @@ pub fn prepare(setup: &ProcessSetup) -> Result<Prepared> {
         new_session_keyring: setup.new_session_keyring,
     });
     let mut program = None;
+    let mut in_cwd = false;
     for step in order.prepare {
         match step {
             Step::Rlimits => {
@@ -129,7 +129,9 @@ pub fn prepare(setup: &ProcessSetup) -> Result<Prepared> {
             Step::SetCapabilities => setup.caps.apply_sets()?,
             Step::NoNewPrivs => nix::sys::prctl::set_no_new_privs()
                 .map_err(|e| anyhow!("no_new_privileges: {e}"))?,
-            Step::EnterCwd => enter_cwd(process.cwd())?,
+            Step::EnterCwdAsRoot => in_cwd = super::working_dir::enter_early(process.cwd())?,
+            Step::EnterCwd if !in_cwd => super::working_dir::enter(process.cwd())?,
+            Step::EnterCwd => {}
             Step::FindProgram => {
                 let arg0 = args
                     .first()
@@ -193,19 +195,6 @@ pub fn exec(p: &Prepared) -> String {
 
 fn cstring(b: &[u8], what: &str) -> Result<CString> {
     CString::new(b).map_err(|_| anyhow!("{what}: contains a NUL byte"))
-}
-
-/// chdir to process.cwd, refusing a cwd outside the container's root (the
-/// /proc/self/fd/N trick of CVE-2024-21626).
-fn enter_cwd(cwd: &Path) -> Result<()> {
-    nix::unistd::chdir(cwd).map_err(|e| anyhow!("process.cwd {}: {e}", cwd.display()))?;
-    match nix::unistd::getcwd() {
-        Ok(p) if p.is_absolute() => Ok(()),
-        _ => bail!(
-            "process.cwd {}: resolves outside the container",
-            cwd.display()
-        ),
-    }
 }
 
 fn home_of(uid: u32) -> String {

@@ -46,8 +46,9 @@ fn seccomp_profiles_are_enforced() {
 }
 
 /// A profile that denies calls hpcc itself makes (close_range, openat2,
-/// mount_setattr, clone3: missing from many allow-lists written for runc),
-/// with EPERM or ENOSYS: the container still starts through create/start,
+/// mount_setattr, clone3: missing from many allow-lists written for runc;
+/// getcwd, which checks the cwd), with EPERM or ENOSYS: the container
+/// still starts through create/start,
 /// run and exec, and no_new_privs inside is exactly what the config says,
 /// with and without a filter (a filter must not set it by itself).
 #[test]
@@ -64,7 +65,7 @@ fn seccomp_denying_what_hpcc_uses_and_no_new_privs_as_configured() {
                         c["linux"]["seccomp"] = serde_json::json!({
                             "defaultAction": "SCMP_ACT_ALLOW",
                             "syscalls": [{
-                                "names": ["close_range", "openat2", "mount_setattr", "clone3"],
+                                "names": ["close_range", "openat2", "mount_setattr", "clone3", "getcwd"],
                                 "action": "SCMP_ACT_ERRNO", "errnoRet": errno
                             }]
                         });

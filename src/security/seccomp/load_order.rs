@@ -9,8 +9,10 @@
 //!   nothing hpcc does first (waiting for `start`, hooks) is filtered.
 //! - Nothing after the filter may need a syscall a profile could deny
 //!   that hpcc can do earlier: the fds are marked close-on-exec before it
-//!   (close_range is missing from many allow-lists written for runc).
-//!   What must come after (the user switch, capabilities, chdir, waiting
+//!   (close_range is missing from many allow-lists written for runc), and
+//!   the cwd is entered and checked as root before it (a profile may deny
+//!   getcwd); only a cwd that root may not enter waits for the user
+//!   switch. What must come after (the user switch, capabilities, waiting
 //!   for `start`) uses calls every runc-compatible profile allows, as in
 //!   runc.
 //! - no_new_privs is set only when the config asks for it; the filter
@@ -34,6 +36,10 @@ pub enum Step {
     KeepCapsOff,
     SetCapabilities,
     NoNewPrivs,
+    /// chdir as root, before any filter; a no-op for [`Step::EnterCwd`]
+    /// when it succeeds.
+    EnterCwdAsRoot,
+    /// chdir as the container user, when root could not.
     EnterCwd,
     FindProgram,
     MarkFdsCloexec,
@@ -67,7 +73,7 @@ pub fn order(f: Facts) -> Order {
     if f.new_session_keyring {
         prepare.push(SessionKeyring);
     }
-    prepare.push(MarkFdsCloexec);
+    prepare.extend([MarkFdsCloexec, EnterCwdAsRoot]);
     if f.has_seccomp && !f.no_new_privs {
         prepare.push(LoadSeccomp);
     }
@@ -127,15 +133,18 @@ mod tests {
     }
 
     #[test]
-    fn fds_are_marked_before_any_filter_loads() {
+    fn fds_are_marked_and_the_cwd_entered_before_any_filter_loads() {
         for no_new_privs in [false, true] {
             let o = order(Facts {
                 no_new_privs,
                 ..facts()
             });
             let p = &o.prepare;
+            assert!(pos(p, EnterCwdAsRoot) < pos(p, EnterCwd), "{p:?}");
+            assert!(pos(p, EnterCwdAsRoot) < pos(p, SwitchUser), "{p:?}");
             if let Some(load) = p.iter().position(|s| *s == LoadSeccomp) {
                 assert!(pos(p, MarkFdsCloexec) < load, "{p:?}");
+                assert!(pos(p, EnterCwdAsRoot) < load, "{p:?}");
             } else {
                 assert_eq!(o.at_exec, [LoadSeccomp]);
             }
@@ -177,6 +186,7 @@ mod tests {
             [
                 Rlimits,
                 MarkFdsCloexec,
+                EnterCwdAsRoot,
                 SwitchUser,
                 NoNewPrivs,
                 EnterCwd,
