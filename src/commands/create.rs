@@ -65,6 +65,17 @@ pub fn create_container(
                 0o600,
             )?;
         }
+        // Without a mount namespace the container mounts in ours: noted
+        // before the first mount, so that delete finds them whatever
+        // happens to this create.
+        let host_mounts = !crate::spec::has_mount_namespace(&bundle.spec);
+        if host_mounts {
+            crate::fs::write_atomic(
+                &state_dir.join(crate::container::state::HOST_MOUNTS_FILE),
+                bundle.rootfs.as_os_str().as_encoded_bytes(),
+                0o600,
+            )?;
+        }
         let console = match (console, &opts.console_socket) {
             (Some(c), _) => Some(c),
             (None, Some(path)) => Some(
@@ -88,6 +99,9 @@ pub fn create_container(
             Err(e) => {
                 if let Some(c) = &cgroup {
                     let _ = crate::cgroups::remove(c, id);
+                }
+                if host_mounts {
+                    let _ = crate::rootfs::detach_mounts_under(&bundle.rootfs);
                 }
                 return Err(e);
             }

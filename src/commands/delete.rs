@@ -23,6 +23,9 @@ pub fn run(ctx: &Ctx, a: &DeleteArgs) -> Result<i32> {
                 if let Some(c) = ctx.store.half_made_cgroup(&a.id) {
                     crate::cgroups::kill_and_remove(&c, &a.id)?;
                 }
+                if let Some(rootfs) = ctx.store.host_mounts(&a.id) {
+                    crate::rootfs::detach_mounts_under(&rootfs)?;
+                }
                 ctx.store.remove(&a.id)?;
                 return Ok(0);
             }
@@ -59,6 +62,9 @@ pub fn destroy(ctx: &Ctx, st: &ContainerState) -> Result<()> {
         if let Err(e) = crate::cgroups::remove(c, &st.id) {
             crate::logging::warn(&format!("{e:#}"));
         }
+    }
+    if let Some(rootfs) = ctx.store.host_mounts(&st.id) {
+        crate::rootfs::detach_mounts_under(&rootfs)?;
     }
     ctx.store.remove(&st.id)?;
     if let Some(h) = super::start::lifecycle_hooks(st).and_then(|h| h.poststop().clone()) {

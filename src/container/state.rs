@@ -19,6 +19,11 @@ pub const INIT_FILE: &str = "init.pid";
 /// The socket the waiting init listens on; it exists exactly while the
 /// container is created but not yet started.
 pub const START_SOCKET: &str = "start.sock";
+/// The rootfs of a container without a mount namespace, written by
+/// `create` before the first mount: its mounts are in the caller's mount
+/// table under that path, and `delete` (also of a half-made create)
+/// detaches them.
+pub const HOST_MOUNTS_FILE: &str = "host-mounts";
 /// Present while `pause` has frozen the container.
 pub const PAUSED_MARK: &str = "paused";
 
@@ -125,6 +130,14 @@ impl StateStore {
     pub fn half_made_cgroup(&self, id: &str) -> Option<crate::cgroups::CgroupRef> {
         let data = fs::read(self.dir(id).join(CGROUP_FILE)).ok()?;
         serde_json::from_slice(&data).ok()
+    }
+
+    /// The rootfs whose mounts live in the caller's mount table (see
+    /// HOST_MOUNTS_FILE).
+    pub fn host_mounts(&self, id: &str) -> Option<PathBuf> {
+        let text = fs::read_to_string(self.dir(id).join(HOST_MOUNTS_FILE)).ok()?;
+        let p = PathBuf::from(text.trim_end_matches('\n'));
+        p.is_absolute().then_some(p)
     }
 
     /// The init a create recorded before state.json (see INIT_FILE), if it

@@ -31,9 +31,6 @@ pub struct ContainerSetup<'a> {
 impl<'a> ContainerSetup<'a> {
     pub fn new(spec: &'a Spec, rootfs: &'a Path, bundle: &'a Path, ns: &NsPlan) -> Result<Self> {
         let process = crate::spec::process_of(spec)?;
-        if ns.is_empty() {
-            bail!("config.json: linux.namespaces is empty");
-        }
         if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !ns.has_uts {
             bail!("config.json: hostname needs a uts namespace");
         }
@@ -94,6 +91,7 @@ pub fn build(c: &ContainerSetup, before_pivot: Option<&dyn Fn() -> Result<()>>) 
         has_cgroupns: c.ns.has_cgroupns,
         use_mknod: c.use_mknod,
         no_pivot: c.no_pivot,
+        own_mount_ns: c.ns.has_mount_ns(),
         image: c.image.map(|(lower, method)| ImageContext {
             lower,
             method,

@@ -137,14 +137,15 @@ impl NsPlan {
             .sort_by_key(|(f, _)| *f == CloneFlags::CLONE_NEWNS);
     }
 
+    /// The container has a mount namespace of its own (new or joined).
+    pub fn has_mount_ns(&self) -> bool {
+        self.create.contains(CloneFlags::CLONE_NEWNS)
+            || self.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS)
+    }
+
     /// The container runs in a user namespace (new or joined).
     pub fn in_userns(&self) -> bool {
         self.user != UserNs::Keep
-    }
-
-    /// Nothing to join or create: no container at all.
-    pub fn is_empty(&self) -> bool {
-        self.user == UserNs::Keep && self.join.is_empty() && self.create.is_empty()
     }
 
     /// Opens every namespace to join, before forking, so a bad path fails
@@ -309,7 +310,7 @@ mod tests {
             p.create,
             CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWCGROUP
         );
-        assert!(p.in_userns() && p.new_pid && p.has_cgroupns && p.has_uts && !p.is_empty());
+        assert!(p.in_userns() && p.new_pid && p.has_cgroupns && p.has_uts && p.has_mount_ns());
     }
 
     #[test]
@@ -319,8 +320,10 @@ mod tests {
         ));
         assert_eq!(p.user, UserNs::Create);
         assert!(p.join.is_empty() && p.create == CloneFlags::CLONE_NEWNS && !p.new_pid);
+        assert!(p.has_mount_ns());
+        // No namespaces at all: every one is the caller's.
         let none = NsPlan::from_spec(&spec(serde_json::json!([])));
-        assert!(none.is_empty() && !none.in_userns());
+        assert!(!none.has_mount_ns() && !none.in_userns() && none.create.is_empty());
     }
 
     #[test]

@@ -110,6 +110,10 @@ fn run_op<K: Kernel>(
             *root = None;
             k.move_root(rootfs)
         }
+        Op::Chroot(rootfs) => {
+            *root = None;
+            k.chroot(rootfs)
+        }
         Op::Mask(path) => mask(k, path).with_context(|| format!("masking {}", path.display())),
         Op::ReadOnlyPath { path, keep_locked } => readonly_path(k, path, *keep_locked)
             .with_context(|| format!("read-only path {}", path.display())),

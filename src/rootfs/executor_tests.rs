@@ -83,6 +83,7 @@ fn a_refused_sysfs_falls_back_to_binding_the_hosts_and_says_when_both_fail() {
         has_cgroupns: false,
         use_mknod: false,
         no_pivot: false,
+        own_mount_ns: true,
         image: None,
     };
     let host = FakeHost {

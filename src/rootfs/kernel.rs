@@ -96,6 +96,7 @@ pub trait Kernel {
     fn make_node(&mut self, dir: &Self::Fd, name: &OsStr, node: &Node) -> Result<()>;
     fn pivot_root(&mut self, rootfs: &Path) -> Result<()>;
     fn move_root(&mut self, rootfs: &Path) -> Result<()>;
+    fn chroot(&mut self, rootfs: &Path) -> Result<()>;
 }
 
 /// The mount points of `mountinfo` at or under `at`, parents first.
@@ -285,5 +286,9 @@ impl Kernel for Host {
 
     fn move_root(&mut self, rootfs: &Path) -> Result<()> {
         super::pivot::move_into(rootfs)
+    }
+
+    fn chroot(&mut self, rootfs: &Path) -> Result<()> {
+        super::pivot::chroot_into(rootfs)
     }
 }

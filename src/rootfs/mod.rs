@@ -44,6 +44,22 @@ pub fn plan_for(ctx: &PlanContext) -> Result<MountPlan> {
     plan::plan(ctx, &host_view::RealHost)
 }
 
+/// Detaches every mount at or under `rootfs` in our mount namespace,
+/// deepest first: what a container without a mount namespace of its own
+/// left in the caller's mount table.
+pub fn detach_mounts_under(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| anyhow::anyhow!("reading /proc/self/mountinfo: {e}"))?;
+    for m in kernel::mounts_under(&info, rootfs).iter().rev() {
+        match nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH) {
+            // Gone with its parent already.
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => anyhow::bail!("detaching {}: {e}", m.display()),
+        }
+    }
+    Ok(())
+}
+
 /// Carries out `ops` on the real kernel; `hooks` runs at `Op::Hooks`.
 pub fn run(ops: &[Op], hooks: Option<&dyn Fn() -> Result<()>>) -> Result<()> {
     executor::execute(&mut kernel::Host, ops, hooks)

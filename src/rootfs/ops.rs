@@ -61,6 +61,9 @@ pub enum Op {
     PivotRoot(PathBuf),
     /// `--no-pivot`: MS_MOVE the rootfs over / and chroot.
     MoveRoot(PathBuf),
+    /// No mount namespace of its own: chroot into the rootfs. Its mounts
+    /// stay in the caller's mount table until `delete` removes them.
+    Chroot(PathBuf),
     /// linux.maskedPaths: a read-only tmpfs on a directory, /dev/null on
     /// anything else, nothing where the path does not exist.
     Mask(PathBuf),

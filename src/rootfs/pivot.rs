@@ -1,5 +1,5 @@
 //! Switching the process's root to the container rootfs (the kernel side
-//! of `Op::PivotRoot` and `Op::MoveRoot`).
+//! of `Op::PivotRoot`, `Op::MoveRoot` and `Op::Chroot`).
 
 use anyhow::{anyhow, Result};
 use nix::fcntl::OFlag;
@@ -44,6 +44,15 @@ pub fn move_into(rootfs: &Path) -> Result<()> {
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
         .map_err(|e| anyhow!("moving {} to /: {e}", rootfs.display()))?;
     chroot(".").map_err(|e| anyhow!("chroot: {e}"))?;
+    chdir("/").map_err(|e| anyhow!("chdir /: {e}"))?;
+    Ok(())
+}
+
+/// A container without a mount namespace: chroot into the rootfs (the
+/// caller's mount table is not ours to move mounts in).
+pub fn chroot_into(rootfs: &Path) -> Result<()> {
+    chdir(rootfs).map_err(|e| anyhow!("chdir {}: {e}", rootfs.display()))?;
+    chroot(".").map_err(|e| anyhow!("chroot {}: {e}", rootfs.display()))?;
     chdir("/").map_err(|e| anyhow!("chdir /: {e}"))?;
     Ok(())
 }

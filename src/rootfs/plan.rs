@@ -25,6 +25,10 @@ pub struct PlanContext<'a> {
     /// mknod is allowed (real root, no user namespace).
     pub use_mknod: bool,
     pub no_pivot: bool,
+    /// The container has a mount namespace of its own (new or joined).
+    /// Without one its mounts land in the caller's mount table: nothing
+    /// may change the caller's own mounts, and it chroots.
+    pub own_mount_ns: bool,
     /// Image mode: `rootfs` is built over the cached image.
     pub image: Option<ImageContext<'a>>,
 }
@@ -50,14 +54,16 @@ pub fn plan(ctx: &PlanContext, host: &dyn HostView) -> Result<MountPlan> {
         Some(p) if !p.contains(MsFlags::MS_UNBINDABLE) => p,
         _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
-    setup.push(Op::PropagateRoot {
-        flags: initial,
-        label: "setting / propagation",
-    });
+    if ctx.own_mount_ns {
+        setup.push(Op::PropagateRoot {
+            flags: initial,
+            label: "setting / propagation",
+        });
+    }
     // pivot_root refuses a shared parent mount: as runc does, make the
     // rootfs's parent private (in our namespace); the asked-for mode is
     // set on the new / after the pivot.
-    if initial.contains(MsFlags::MS_SHARED) {
+    if ctx.own_mount_ns && initial.contains(MsFlags::MS_SHARED) {
         setup.push(Op::PrivatizeParent(ctx.rootfs.to_path_buf()));
     }
     // Either way the new root is a mount point, as pivot_root requires.
@@ -93,7 +99,9 @@ pub fn plan(ctx: &PlanContext, host: &dyn HostView) -> Result<MountPlan> {
         host,
     )?);
     setup.push(Op::Hooks);
-    setup.push(if ctx.no_pivot {
+    setup.push(if !ctx.own_mount_ns {
+        Op::Chroot(ctx.rootfs.to_path_buf())
+    } else if ctx.no_pivot {
         Op::MoveRoot(ctx.rootfs.to_path_buf())
     } else {
         Op::PivotRoot(ctx.rootfs.to_path_buf())

@@ -33,6 +33,7 @@ fn ctx<'a>(s: &'a Spec, rootless: bool) -> PlanContext<'a> {
         has_cgroupns: true,
         use_mknod: !rootless,
         no_pivot: false,
+        own_mount_ns: true,
         image: None,
     }
 }
@@ -78,6 +79,7 @@ fn summary(ops: &[Op]) -> Vec<String> {
             Op::OpenRoot(_) => "open root".into(),
             Op::PivotRoot(_) => "pivot_root".into(),
             Op::MoveRoot(_) => "move_root".into(),
+            Op::Chroot(_) => "chroot".into(),
             Op::Hooks => "hooks".into(),
             Op::BindOnItself(p) => format!("bind on itself {}", p.display()),
             Op::ImageRoot(r) => {
@@ -336,4 +338,22 @@ fn shared_and_unbindable_root_propagation() {
     }));
     let e = plan(&ctx(&bogus, false), &host()).unwrap_err().to_string();
     assert!(e.contains("rootfsPropagation"), "{e}");
+}
+
+#[test]
+fn without_a_mount_namespace_the_callers_propagation_is_left_alone_and_it_chroots() {
+    let s = default_bundle(false);
+    let mut c = ctx(&s, false);
+    c.own_mount_ns = false;
+    let p = plan(&c, &host()).unwrap();
+    let lines = summary(&p.setup);
+    // The mounts still stack on the rootfs bound on itself, so that delete
+    // finds them all under one path; nothing touches "/".
+    assert_eq!(lines[0], "bind on itself /b/rootfs");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("propagate")),
+        "{lines:#?}"
+    );
+    assert_eq!(lines.last().map(String::as_str), Some("chroot"));
+    assert!(lines.contains(&"proc /proc".to_string()));
 }

@@ -183,6 +183,11 @@ impl Kernel for Recorder {
         self.calls.push(format!("move_root {}", rootfs.display()));
         Ok(())
     }
+
+    fn chroot(&mut self, rootfs: &Path) -> Result<()> {
+        self.calls.push(format!("chroot {}", rootfs.display()));
+        Ok(())
+    }
 }
 
 /// A made-up host: directories and files by path, and a cgroup layout.

@@ -5,7 +5,7 @@ mod template;
 mod validate;
 
 pub use template::{default_spec, make_rootless, MASKED_PATHS, READONLY_PATHS};
-pub use validate::{check_version, process_of, validate};
+pub use validate::{check_version, has_mount_namespace, process_of, validate};
 
 use anyhow::{anyhow, Context, Result};
 use oci_spec::runtime::Spec;

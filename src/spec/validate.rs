@@ -84,12 +84,12 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
         seen.push(ns.typ());
     }
-    if !seen.contains(&LinuxNamespaceType::Mount) {
-        bail!("config.json: linux.namespaces must include a mount namespace");
-    }
     let new_userns = namespaces
         .iter()
         .any(|ns| ns.typ() == LinuxNamespaceType::User && ns.path().is_none());
+    if !seen.contains(&LinuxNamespaceType::Mount) {
+        without_mount_namespace(linux, new_userns)?;
+    }
     if new_userns {
         let empty = |m: &Option<Vec<_>>| m.as_ref().is_none_or(|v| v.is_empty());
         if empty(linux.uid_mappings()) || empty(linux.gid_mappings()) {
@@ -215,6 +215,45 @@ pub fn check_sysctl(key: &str, namespaces: &[LinuxNamespaceType]) -> Result<()> 
     Ok(())
 }
 
+/// linux.namespaces lists a mount namespace (new or joined).
+pub fn has_mount_namespace(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_deref())
+        .unwrap_or(&[])
+        .iter()
+        .any(|ns| ns.typ() == LinuxNamespaceType::Mount)
+}
+
+/// A container without a mount namespace inherits the caller's, as the
+/// runtime-spec says: its mounts go into the caller's mount table (under
+/// the rootfs, which it chroots into) until `delete` removes them. What
+/// would change the caller's own mounts is refused, as runc refuses it.
+fn without_mount_namespace(linux: &oci_spec::runtime::Linux, new_userns: bool) -> Result<()> {
+    // Root of a new user namespace may not mount (not even the rootfs on
+    // itself) in a mount namespace its parent owns.
+    if new_userns {
+        bail!("config.json: linux.namespaces: a new user namespace needs a mount namespace too (add {{\"type\": \"mount\"}})");
+    }
+    let listed = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
+    for (field, set) in [
+        ("linux.maskedPaths", listed(linux.masked_paths())),
+        ("linux.readonlyPaths", listed(linux.readonly_paths())),
+        (
+            "linux.rootfsPropagation",
+            linux
+                .rootfs_propagation()
+                .as_deref()
+                .is_some_and(|p| !p.is_empty()),
+        ),
+    ] {
+        if set {
+            bail!("config.json: {field} needs a mount namespace (add {{\"type\": \"mount\"}} to linux.namespaces)");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +268,47 @@ mod tests {
         assert!(check_sysctl("fs.mqueue.msg_max", &[T::Ipc]).is_ok());
         let e = check_sysctl("kernel.core_pattern", &[T::Ipc, T::Network, T::Uts]).unwrap_err();
         assert!(e.to_string().contains("not namespaced"));
+    }
+
+    #[test]
+    fn without_a_mount_namespace_only_what_stays_under_the_rootfs_is_allowed() {
+        let spec = |linux: serde_json::Value, mounts: serde_json::Value| -> Spec {
+            serde_json::from_value(serde_json::json!({
+                "ociVersion": "1.2.0",
+                "root": {"path": "rootfs"},
+                "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+                "mounts": mounts,
+                "linux": linux
+            }))
+            .unwrap()
+        };
+        let proc_mount = serde_json::json!([{"destination": "/proc", "type": "proc"}]);
+        let pid_only = serde_json::json!({"namespaces": [{"type": "pid"}]});
+        assert!(validate(&spec(pid_only.clone(), proc_mount.clone())).is_ok());
+        for (field, value) in [
+            ("maskedPaths", serde_json::json!(["/proc/kcore"])),
+            ("readonlyPaths", serde_json::json!(["/proc/sys"])),
+            ("rootfsPropagation", serde_json::json!("shared")),
+        ] {
+            let mut linux = pid_only.clone();
+            linux[field] = value;
+            let e = validate(&spec(linux, proc_mount.clone()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(field) && e.contains("needs a mount namespace"),
+                "{e}"
+            );
+        }
+        let userns = serde_json::json!({
+            "namespaces": [{"type": "user"}],
+            "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+            "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+        });
+        let e = validate(&spec(userns, serde_json::json!([])))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs a mount namespace too"), "{e}");
     }
 
     #[test]

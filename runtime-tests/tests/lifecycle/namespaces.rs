@@ -127,3 +127,64 @@ fn multi_range_id_maps_go_through_newuidmap() {
     );
     env.assert_clean(&id, None, &bundle);
 }
+
+/// linux.namespaces without a mount namespace: the container inherits
+/// ours (as the runtime-spec says), chroots into its rootfs, and its
+/// mounts, made in our mount table, are detached by delete, also when it
+/// was killed while created. A new user namespace cannot mount in a mount
+/// namespace its parent owns: refused in one line.
+#[test]
+fn without_a_mount_namespace_the_callers_is_inherited_and_delete_detaches_the_mounts() {
+    let env = TestEnv::new("nomntns");
+    let mut bundle = env.bundle(&sh("readlink /proc/self/ns/mnt; ls /bin/busybox"));
+    if !is_root() {
+        bundle.edit(|c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().expect("namespaces");
+            ns.retain(|n| n["type"] != "mount");
+        });
+        let id = env.id("nomntns");
+        env.hpcc(&["run", "--bundle", bundle.path(), &id])
+            .fails_with("needs a mount namespace too");
+        env.assert_clean(&id, None, &bundle);
+        return;
+    }
+    bundle.edit(|c| {
+        c["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}]);
+        for field in ["maskedPaths", "readonlyPaths"] {
+            c["linux"].as_object_mut().expect("linux").remove(field);
+        }
+        c["hostname"] = serde_json::Value::Null;
+    });
+    let rootfs = std::fs::canonicalize(bundle.rootfs()).expect("rootfs");
+    let mounted_under = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .expect("mountinfo")
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|p| std::path::Path::new(p).starts_with(&rootfs))
+            .collect::<Vec<_>>()
+    };
+    let ours = std::fs::read_link("/proc/self/ns/mnt").expect("our mount ns");
+    let id = env.id("nomntns-run");
+    let out = env.hpcc(&["run", "--bundle", bundle.path(), &id]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        format!("{}\n/bin/busybox\n", ours.display()),
+        "our mount namespace, chrooted into the rootfs\n{out}"
+    );
+    assert_eq!(mounted_under(), Vec::<String>::new(), "run left mounts");
+    env.assert_clean(&id, None, &bundle);
+    // Created, then deleted: its /proc and /dev are in our table meanwhile.
+    bundle.set_args(&["sleep", "1000"]);
+    let id = env.id("nomntns-create");
+    let init = env.create(&bundle, &id);
+    assert!(
+        mounted_under().iter().any(|p| p.ends_with("/proc")),
+        "the container's mounts are in the caller's table: {:?}",
+        mounted_under()
+    );
+    env.hpcc(&["delete", &id]).ok();
+    assert_eq!(mounted_under(), Vec::<String>::new(), "delete left mounts");
+    env.assert_clean(&id, Some(&init), &bundle);
+}
