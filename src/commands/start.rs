@@ -35,9 +35,14 @@ pub fn start_container(ctx: &Ctx, id: &str) -> Result<()> {
         bail!("starting container {id}: {}", reply.trim());
     }
     // poststart: after the program started, before start returns; a
-    // failure is only a warning (runtime-spec).
+    // failure is only a warning (runtime-spec). The state is the one start
+    // just made, running with the init's pid, even when a short program
+    // has already exited by the time the hook reads it.
     if let Some(h) = lifecycle_hooks(&st).and_then(|h| h.poststart().clone()) {
-        crate::hooks::run_warn(&h, "poststart", &super::state::oci_state(&ctx.store, &st));
+        let mut state = super::state::oci_state(&ctx.store, &st);
+        state["status"] = "running".into();
+        state["pid"] = st.pid.into();
+        crate::hooks::run_warn(&h, "poststart", &state);
     }
     Ok(())
 }

@@ -150,7 +150,7 @@ fn parent_main(s: &Spawned, req: &LaunchRequest, init_pid: &mut Option<i32>) -> 
                         _ => bail!("container init exited before it reported its pid"),
                     }
                 }
-                let state = creating_state(req, init_pid.unwrap_or(0));
+                let state = create_hooks_state(req, init_pid.unwrap_or(0));
                 run_create_runtime_hooks(spec, &state)?;
                 s.ch.send(&Msg::HookState(state.to_string()))?;
             }
@@ -183,12 +183,15 @@ fn record_half_made_init(state_dir: &Path, pid: i32) {
     }
 }
 
-/// The state hooks see while the container is being created.
-fn creating_state(req: &LaunchRequest, pid: i32) -> serde_json::Value {
+/// The state the prestart, createRuntime and createContainer hooks see.
+/// They run once the runtime environment exists, which the runtime-spec
+/// calls "created" ("after step 2 in the lifecycle"), as crun reports it
+/// and runtime-tools checks; runc says "creating".
+fn create_hooks_state(req: &LaunchRequest, pid: i32) -> serde_json::Value {
     serde_json::json!({
         "ociVersion": crate::cli::OCI_SPEC_VERSION,
         "id": req.id,
-        "status": "creating",
+        "status": "created",
         "pid": pid,
         "bundle": req.bundle.dir,
         "annotations": req.bundle.spec.annotations().clone().unwrap_or_default(),

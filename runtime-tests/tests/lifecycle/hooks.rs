@@ -32,7 +32,8 @@ fn hooks_run_at_their_points_with_the_state() {
         &fs::read_to_string(dir.join("createRuntime.json")).expect("createRuntime ran"),
     )
     .expect("state json");
-    assert_eq!(created["status"], "creating");
+    // After the runtime environment exists: "created" (runtime-spec).
+    assert_eq!(created["status"], "created");
     assert_eq!(created["id"], id.as_str());
     assert_eq!(created["pid"], init.pid);
     let uts = fs::read_link(format!("/proc/{}/ns/uts", init.pid)).expect("uts");
@@ -66,6 +67,41 @@ fn hooks_run_at_their_points_with_the_state() {
         serde_json::from_str(&fs::read_to_string(dir.join("poststop.json")).expect("poststop ran"))
             .expect("json");
     assert_eq!(stopped["status"], "stopped");
+    env.assert_clean(&id, Some(&init), &bundle);
+}
+
+/// prestart sees "created" (it runs once the runtime environment exists),
+/// and poststart the state start made, "running" with the init's pid,
+/// even when the program has exited by the time the hook runs.
+#[test]
+fn prestart_and_poststart_of_a_short_program_see_the_states_of_their_points() {
+    let env = TestEnv::new("hookstates");
+    let dir = env.path("hookdir");
+    fs::create_dir_all(&dir).expect("hook dir");
+    let d = dir.to_str().expect("path").to_string();
+    let host_sh =
+        |script: String| serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", script]});
+    let mut bundle = env.bundle(&["true"]);
+    bundle.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "prestart": [host_sh(format!("cat > {d}/prestart.json"))],
+            "poststart": [host_sh(format!("cat > {d}/poststart.json"))]
+        });
+    });
+    let id = env.id("hookstates");
+    let init = env.create(&bundle, &id);
+    env.hpcc(&["start", &id]).ok();
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&fs::read_to_string(dir.join(name)).expect(name)).expect("json")
+    };
+    let pre = read("prestart.json");
+    assert_eq!(pre["status"], "created", "{pre}");
+    assert_eq!(pre["pid"], init.pid, "{pre}");
+    let post = read("poststart.json");
+    assert_eq!(post["status"], "running", "{post}");
+    assert_eq!(post["pid"], init.pid, "{post}");
+    env.wait_status(&id, "stopped");
+    env.hpcc(&["delete", &id]).ok();
     env.assert_clean(&id, Some(&init), &bundle);
 }
 
