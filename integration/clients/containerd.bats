@@ -41,6 +41,23 @@ assert_no_state() { # ID
     assert_no_state c-run
 }
 
+@test "containerd: its default seccomp profile (--seccomp) and no_new_privs as configured" {
+    # ctr's default spec asks for no_new_privs; the filter must not decide
+    # it either way: NoNewPrivs inside is what config.json says.
+    ctr_ run -d --seccomp --runc-binary "$HPCC" "$(IMAGE_REF)" c-seccomp sleep 1000
+    local config=$SUITE_WORK/containerd/state/io.containerd.runtime.v2.task/default/c-seccomp/config.json
+    local want=0
+    grep -q '"noNewPrivileges": *true' "$config" && want=1
+    run ctr_ task exec --exec-id probe c-seccomp grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status
+    [ "$status" -eq 0 ]
+    assert_eq "$(echo "$output" | tr -s '\t ' ' ')" "$(printf 'NoNewPrivs: %s\nSeccomp: 2' "$want")" "status fields"
+    ctr_ task kill -s KILL c-seccomp
+    wait_for 20 sh -c "ctr -a $CTR_SOCK task ls | grep -q 'c-seccomp.*STOPPED'"
+    ctr_ task delete c-seccomp
+    ctr_ container rm c-seccomp
+    assert_no_state c-seccomp
+}
+
 @test "containerd: the container has its own PID and mount namespaces" {
     run ctr_ run --rm --runc-binary "$HPCC" "$(IMAGE_REF)" c-ns sh -c 'echo pid=$$; readlink /proc/self/ns/pid /proc/self/ns/mnt; cat /etc/passwd'
     [ "$status" -eq 0 ]

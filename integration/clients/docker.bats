@@ -32,6 +32,14 @@ RUN=(run --network none --runtime hpcc)
     assert_contains "$output" "hello from hpcc"
 }
 
+@test "docker: the default seccomp profile loads without no_new_privs" {
+    # Docker asks for no no_new_privs: setuid programs (sudo, ping) must
+    # keep working under its profile, as under runc.
+    run docker_ "${RUN[@]}" --rm "$HPCC_IMAGE_TAG" grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status
+    [ "$status" -eq 0 ]
+    assert_eq "$(echo "$output" | tr -s '\t ' ' ')" "$(printf 'NoNewPrivs: 0\nSeccomp: 2')" "status fields"
+}
+
 @test "docker: the container is hpcc's: its state is in hpcc's format" {
     id=$(docker_ "${RUN[@]}" -d "$HPCC_IMAGE_TAG" sleep 1000)
     run docker_ inspect -f '{{.HostConfig.Runtime}}' "$id"

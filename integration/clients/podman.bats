@@ -33,6 +33,15 @@ pm() { tmo "${PODMAN[@]}" "$@"; }
     assert_contains "$output" "hello from hpcc"
 }
 
+@test "podman: the default seccomp profile loads without no_new_privs" {
+    # podman asks for no no_new_privs: setuid programs must keep working
+    # under its profile (rootless too: the filter goes in while the
+    # process holds CAP_SYS_ADMIN in its user namespace).
+    run pm run --rm "$HPCC_IMAGE_TAG" grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status
+    [ "$status" -eq 0 ]
+    assert_eq "$(echo "$output" | tr -s '\t ' ' ')" "$(printf 'NoNewPrivs: 0\nSeccomp: 2')" "status fields"
+}
+
 @test "podman: the container is hpcc's" {
     id=$(pm run -d "$HPCC_IMAGE_TAG" sleep 1000)
     run pm inspect -f '{{.OCIRuntime}}' "$id"
