@@ -80,6 +80,19 @@ impl CapPlan {
         let supported = caps::runtime::thread_all_supported();
         let known =
             |s: &CapsHashSet| -> CapsHashSet { s.intersection(&supported).copied().collect() };
+        // What this process does not hold it cannot give: say which, not
+        // just capset's EPERM (a host whose own root lacks one, say).
+        let held = caps::read(None, CapSet::Permitted)
+            .map_err(|e| anyhow!("reading the permitted capabilities: {e}"))?;
+        let wanted: CapsHashSet = known(&self.effective)
+            .union(&known(&self.permitted))
+            .copied()
+            .collect();
+        if let Some(names) = missing(&wanted, &held) {
+            anyhow::bail!(
+                "process.capabilities: {names} cannot be granted: hpcc does not hold them here (the host's bounding set lacks them)"
+            );
+        }
         caps::set(None, CapSet::Effective, &known(&self.effective))
             .map_err(|e| anyhow!("setting effective capabilities: {e}"))?;
         caps::set(None, CapSet::Inheritable, &known(&self.inheritable))
@@ -97,5 +110,33 @@ impl CapPlan {
             }
         }
         Ok(())
+    }
+}
+
+/// The names in `wanted` but not in `held`, sorted, or None.
+fn missing(wanted: &CapsHashSet, held: &CapsHashSet) -> Option<String> {
+    let mut names: Vec<String> = wanted.difference(held).map(|c| c.to_string()).collect();
+    names.sort();
+    (!names.is_empty()).then(|| names.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_not_held_are_named() {
+        let held: CapsHashSet = [Capability::CAP_CHOWN, Capability::CAP_KILL].into();
+        let wanted: CapsHashSet = [
+            Capability::CAP_KILL,
+            Capability::CAP_SYS_RESOURCE,
+            Capability::CAP_BPF,
+        ]
+        .into();
+        assert_eq!(
+            missing(&wanted, &held).as_deref(),
+            Some("CAP_BPF, CAP_SYS_RESOURCE")
+        );
+        assert_eq!(missing(&held, &held), None);
     }
 }
