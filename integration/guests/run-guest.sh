@@ -30,10 +30,11 @@ rm -rf "$W/payload"
 echo "$LABEL: booting $(basename "$G") (qemu, TCG, up to ${LIMIT}s)"
 start=$(date +%s)
 # snapshot=on: the guest's writes to its root disk go to a scratch file,
-# so the built image stays as built for the next run.
+# so the built image stays as built for the next run. No "quiet": the
+# kernel's lines stay in console.log, so a guest that hangs shows where.
 timeout "$LIMIT" qemu-system-x86_64 -accel tcg -smp 2 -m 3072 -nographic -no-reboot \
     -kernel "$G/vmlinuz" -initrd "$G/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 quiet systemd.show_status=0" \
+    -append "root=/dev/vda rw console=ttyS0 systemd.show_status=0" \
     -drive file="$G/disk.img",if=virtio,format=raw,snapshot=on \
     -drive file="$W/payload.img",if=virtio,format=raw \
     </dev/null >"$W/console.log" 2>&1 || echo "$LABEL: qemu ended with status $? after $(($(date +%s) - start))s"
