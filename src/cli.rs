@@ -226,6 +226,11 @@ pub struct RunImageArgs {
     /// GPUs to show: all, none, or host indices like 0,2 (default: NVIDIA_VISIBLE_DEVICES, else all)
     #[arg(long, value_name = "all|none|LIST")]
     pub gpus: Option<String>,
+    /// A device to add: a CDI name (nvidia.com/gpu=0, nvidia.com/gpu=all,
+    /// from the specs in /etc/cdi and /var/run/cdi) or a host device node
+    /// HOST[:CONTAINER]; repeatable
+    #[arg(long = "device", value_name = "CDI-NAME|PATH")]
+    pub device: Vec<String>,
     /// Share one container with the other ranks on this node even when no
     /// launcher is recognised (ranks under mpirun/srun join automatically)
     #[arg(long, conflicts_with = "no_join")]
@@ -275,7 +280,7 @@ pub struct PruneArgs {
 /// Global flags that take a value, for finding the verb in argv.
 const GLOBAL_VALUE_FLAGS: [&str; 5] = ["--root", "--log", "--log-format", "--rootless", "--criu"];
 /// Flags of `run` (either mode) that take a value.
-const RUN_VALUE_FLAGS: [&str; 16] = [
+const RUN_VALUE_FLAGS: [&str; 17] = [
     "-b",
     "--bundle",
     "--bind",
@@ -289,6 +294,7 @@ const RUN_VALUE_FLAGS: [&str; 16] = [
     "--env",
     "--env-file",
     "--gpus",
+    "--device",
     "--join-tag",
     "--join-timeout",
     "--record",

@@ -55,6 +55,11 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
         clean_env: a.clean_env,
         fakeroot: a.fakeroot,
         gpus: a.gpus.clone(),
+        devices: a
+            .device
+            .iter()
+            .map(|d| hpc::cdi::DeviceRequest::parse(d))
+            .collect::<Result<_>>()?,
         workdir: a.workdir.clone(),
         rootless: who.rootless,
     };
@@ -84,12 +89,14 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
     let timeout = std::time::Duration::from_secs(a.join_timeout.max(1));
     let join = group.as_ref().map(|g| (g, timeout));
     let root = site.image_root()?;
+    let hooks = crate::launch::image_hooks::runnable(&plan.devices.hooks);
     match crate::launch::image_mode::exec_in_place(
         &spec,
         &img.rootfs,
         &merged,
         root,
         &plan.files,
+        &hooks,
         join,
     )? {}
 }

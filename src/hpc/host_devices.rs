@@ -29,6 +29,9 @@ pub enum GpuSelect {
     None,
     /// Host GPU indices, in the order given.
     List(Vec<u32>),
+    /// GPU UUIDs (Kubernetes' and Slurm's NVIDIA_VISIBLE_DEVICES), mapped
+    /// to indices through the driver's /proc files (gpu_ids.rs).
+    Uuids(Vec<String>),
 }
 
 impl GpuSelect {
@@ -37,10 +40,13 @@ impl GpuSelect {
         match s.trim() {
             "all" | "" => Ok(GpuSelect::All),
             "none" | "void" => Ok(GpuSelect::None),
-            // Kubernetes and Slurm may name GPUs by UUID; without NVML we
-            // cannot map those to indices, so all present GPUs are shown.
-            list if list.starts_with("GPU-") || list.starts_with("MIG-") => {
-                crate::debug!("{what} {s:?} names GPUs by UUID; showing every GPU");
+            list if list.split(',').all(|u| u.trim().starts_with("GPU-")) => Ok(GpuSelect::Uuids(
+                list.split(',').map(|u| u.trim().to_string()).collect(),
+            )),
+            // A MIG instance is a slice of a GPU whose node is the GPU's
+            // own; the whole GPU is shown and CUDA picks the slice.
+            list if list.contains("MIG-") => {
+                crate::debug!("{what} {s:?} names MIG instances; showing every GPU");
                 Ok(GpuSelect::All)
             }
             list => list
@@ -64,6 +70,24 @@ pub struct DeviceBind {
     pub readonly: bool,
 }
 
+/// A CDI mount that is not a bind (a tmpfs, say), passed on as an OCI mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherMount {
+    pub source: PathBuf,
+    pub container: PathBuf,
+    pub typ: String,
+    pub options: Vec<String>,
+}
+
+/// A CDI hook and the OCI point it runs at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageHook {
+    pub stage: String,
+    pub hook: oci_spec::runtime::Hook,
+    /// The spec that asked for it.
+    pub from: PathBuf,
+}
+
 #[derive(Debug, Default)]
 pub struct DevicePlan {
     pub binds: Vec<DeviceBind>,
@@ -74,11 +98,22 @@ pub struct DevicePlan {
     pub bin_dirs: Vec<String>,
     /// What was found, for --record and --debug.
     pub found: Vec<String>,
+    /// CDI: non-bind mounts, hooks, extra groups, and the devices used.
+    pub mounts: Vec<OtherMount>,
+    pub hooks: Vec<StageHook>,
+    pub additional_gids: Vec<u32>,
+    pub cdi_devices: Vec<String>,
 }
 
 impl DevicePlan {
-    fn bind(&mut self, host: PathBuf, container: impl Into<PathBuf>, readonly: bool) {
-        self.found.push(host.display().to_string());
+    /// Binds `host` (its real path: nvidia-smi is often a symlink into the
+    /// driver's directory, which the container lacks) at `container`.
+    pub fn bind(&mut self, host: PathBuf, container: impl Into<PathBuf>, readonly: bool) {
+        let host = std::fs::canonicalize(&host).unwrap_or(host);
+        let shown = host.display().to_string();
+        if !self.found.contains(&shown) {
+            self.found.push(shown);
+        }
         self.binds.push(DeviceBind {
             host,
             container: container.into(),
@@ -100,13 +135,29 @@ fn nvidia_indices(dev: &Path) -> Vec<u32> {
     v
 }
 
-pub fn discover(site: &SiteConfig, gpus: &GpuSelect) -> Result<DevicePlan> {
+/// The built-in discovery. With `nvidia_by_cdi`, a CDI spec supplies the
+/// NVIDIA part (cdi/), and only the other devices are looked for here.
+pub fn discover(site: &SiteConfig, gpus: &GpuSelect, nvidia_by_cdi: bool) -> Result<DevicePlan> {
     let dev = site.dev_dir();
     let mut plan = DevicePlan::default();
     let present = nvidia_indices(&dev);
+    let by_uuid;
+    let gpus = match gpus {
+        GpuSelect::Uuids(u) if !nvidia_by_cdi => {
+            let dir = site.nvidia_gpus_dir();
+            by_uuid = GpuSelect::List(
+                u.iter()
+                    .map(|id| super::gpu_ids::index_of_uuid(&dir, id))
+                    .collect::<Result<_>>()?,
+            );
+            &by_uuid
+        }
+        g => g,
+    };
     let chosen: Vec<u32> = match gpus {
+        _ if nvidia_by_cdi => Vec::new(),
         GpuSelect::All => present.clone(),
-        GpuSelect::None => Vec::new(),
+        GpuSelect::None | GpuSelect::Uuids(_) => Vec::new(),
         GpuSelect::List(l) => {
             for i in l {
                 if !present.contains(i) {
@@ -138,14 +189,16 @@ pub fn discover(site: &SiteConfig, gpus: &GpuSelect) -> Result<DevicePlan> {
                 plan.bind(dev.join(name), format!("/dev/{name}"), false);
             }
         }
-        if let GpuSelect::List(_) = gpus {
-            // CUDA numbers the GPUs it can see from 0.
-            let renumbered: Vec<String> = (0..chosen.len()).map(|i| i.to_string()).collect();
-            plan.env
-                .push(("CUDA_VISIBLE_DEVICES".into(), renumbered.join(",")));
+        if let GpuSelect::List(l) = gpus {
+            plan.env.push(renumbered_cuda_devices(l.len()));
         }
         let libs = super::gpu_libraries::find(&site.ld_cache(), &site.gpu_libraries);
-        if !libs.is_empty() {
+        if libs.is_empty() {
+            crate::logging::warn(&format!(
+                "NVIDIA GPUs are bound but no driver library (libcuda.so.1) is in {}; CUDA programs will fail (set ld_cache or gpu_libraries in the site config, or install a CDI spec)",
+                site.ld_cache().display()
+            ));
+        } else {
             for (soname, path) in libs {
                 plan.bind(path, Path::new(GPU_LIB_DIR).join(soname), true);
             }
@@ -187,7 +240,7 @@ pub fn discover(site: &SiteConfig, gpus: &GpuSelect) -> Result<DevicePlan> {
             plan.lib_dirs.push(IB_LIB_DIR.into());
         }
     }
-    if *gpus != GpuSelect::None {
+    if *gpus != GpuSelect::None && !nvidia_by_cdi {
         for name in ["kfd", "dri"] {
             if dev.join(name).exists() {
                 plan.bind(dev.join(name), format!("/dev/{name}"), false);
@@ -202,11 +255,31 @@ pub fn discover(site: &SiteConfig, gpus: &GpuSelect) -> Result<DevicePlan> {
     Ok(plan)
 }
 
+/// CUDA numbers the GPUs it can see from 0, so `--gpus 2,5` is devices
+/// 0 and 1 inside.
+pub fn renumbered_cuda_devices(n: usize) -> (String, String) {
+    let v: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    ("CUDA_VISIBLE_DEVICES".into(), v.join(","))
+}
+
+/// Where the driver's tools are installed, whatever the caller's PATH
+/// (an ordinary Debian user's lacks the sbin directories).
+const TOOL_DIRS: [&str; 7] = [
+    "/usr/bin",
+    "/usr/local/bin",
+    "/usr/local/nvidia/bin",
+    "/usr/sbin",
+    "/bin",
+    "/sbin",
+    "/opt/nvidia/bin",
+];
+
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     let found = path
         .split(':')
-        .chain(["/usr/bin", "/usr/local/bin", "/usr/local/nvidia/bin"])
+        .filter(|d| d.starts_with('/'))
+        .chain(TOOL_DIRS)
         .map(|d| Path::new(d).join(name))
         .find(|p| p.is_file());
     found
@@ -225,7 +298,11 @@ mod tests {
             GpuSelect::List(vec![0, 2])
         );
         assert_eq!(
-            GpuSelect::parse("GPU-abc,GPU-def", "NVIDIA_VISIBLE_DEVICES").unwrap(),
+            GpuSelect::parse("GPU-abc, GPU-def", "NVIDIA_VISIBLE_DEVICES").unwrap(),
+            GpuSelect::Uuids(vec!["GPU-abc".into(), "GPU-def".into()])
+        );
+        assert_eq!(
+            GpuSelect::parse("MIG-abc", "NVIDIA_VISIBLE_DEVICES").unwrap(),
             GpuSelect::All
         );
         assert!(GpuSelect::parse("0,x", "--gpus").is_err());
@@ -243,7 +320,7 @@ mod tests {
             ld_cache: Some(d.join("none")),
             ..Default::default()
         };
-        let plan = discover(&site, &GpuSelect::List(vec![0, 2])).unwrap();
+        let plan = discover(&site, &GpuSelect::List(vec![0, 2]), false).unwrap();
         let dst: Vec<String> = plan
             .binds
             .iter()
@@ -260,12 +337,12 @@ mod tests {
             plan.env,
             vec![("CUDA_VISIBLE_DEVICES".to_string(), "0,1".to_string())]
         );
-        let none = discover(&site, &GpuSelect::None).unwrap();
+        let none = discover(&site, &GpuSelect::None, false).unwrap();
         assert!(!none
             .binds
             .iter()
             .any(|b| b.container.starts_with("/dev/nvidia")));
-        assert!(discover(&site, &GpuSelect::List(vec![5]))
+        assert!(discover(&site, &GpuSelect::List(vec![5]), false)
             .unwrap_err()
             .to_string()
             .contains("nvidia5"));

@@ -3,7 +3,9 @@
 //! the ranks of one job on one node share one set of namespaces.
 
 pub mod binds;
+pub mod cdi;
 pub mod env;
+pub mod gpu_ids;
 pub mod gpu_libraries;
 pub mod host_devices;
 pub mod identity;
@@ -28,6 +30,8 @@ pub struct HpcOptions {
     pub clean_env: bool,
     pub fakeroot: bool,
     pub gpus: Option<String>,
+    /// `--device`: CDI names and host device nodes.
+    pub devices: Vec<cdi::DeviceRequest>,
     pub workdir: Option<String>,
     /// The caller is not real root (a user namespace will be made).
     pub rootless: bool,
@@ -62,18 +66,17 @@ pub fn plan(
     let identity = identity::host_identity(uid, gid);
     let (inside_uid, inside_gid) = if opts.fakeroot { (0, 0) } else { (uid, gid) };
     let binds = binds::plan(&opts.binds, site, Some(&identity.home))?;
-    let gpus = match (&opts.gpus, std::env::var("NVIDIA_VISIBLE_DEVICES")) {
-        (Some(g), _) => GpuSelect::parse(g, "--gpus")?,
-        (None, Ok(v)) => GpuSelect::parse(&v, "NVIDIA_VISIBLE_DEVICES")?,
-        (None, Err(_)) => GpuSelect::All,
-    };
-    let mut devices = host_devices::discover(site, &gpus)?;
+    let gpus = gpu_selection(opts)?;
+    let devices = plan_devices(site, opts, &gpus)?;
     // With nothing to hide, an unprivileged user's container shares the
     // host's /dev as Apptainer and Charliecloud do: one mount instead of a
-    // tmpfs, a devpts and a bind per node. A GPU selection, stand-in
-    // devices (dev_dir) or real root get a private /dev.
-    let share_host_dev =
-        opts.rootless && gpus == GpuSelect::All && site.dev_dir() == Path::new("/dev");
+    // tmpfs, a devpts and a bind per node. A GPU selection, --device,
+    // stand-in devices (dev_dir) or real root get a private /dev.
+    let share_host_dev = opts.rootless
+        && gpus == GpuSelect::All
+        && opts.devices.is_empty()
+        && site.dev_dir() == Path::new("/dev");
+    let mut devices = devices;
     let mut binds = binds;
     if share_host_dev {
         devices.binds.retain(|b| !b.container.starts_with("/dev"));
@@ -138,6 +141,82 @@ pub fn plan(
         files,
         share_host_dev,
     })
+}
+
+/// `--gpus`, else NVIDIA_VISIBLE_DEVICES, else all, except that naming
+/// NVIDIA GPUs with `--device` replaces the default of all.
+fn gpu_selection(opts: &HpcOptions) -> Result<GpuSelect> {
+    let named = opts.devices.iter().any(|d| match d {
+        cdi::DeviceRequest::Cdi(n) => n.starts_with(&format!("{}=", cdi::NVIDIA_GPU)),
+        cdi::DeviceRequest::Host { .. } => false,
+    });
+    Ok(
+        match (&opts.gpus, std::env::var("NVIDIA_VISIBLE_DEVICES")) {
+            (Some(g), _) => GpuSelect::parse(g, "--gpus")?,
+            (None, _) if named => GpuSelect::None,
+            (None, Ok(v)) => GpuSelect::parse(&v, "NVIDIA_VISIBLE_DEVICES")?,
+            (None, Err(_)) => GpuSelect::All,
+        },
+    )
+}
+
+/// The devices: CDI for what `--device` names and, when a spec for
+/// nvidia.com/gpu exists, for the GPUs; the built-in discovery for the
+/// rest (and for GPUs on hosts without a spec); host nodes by path.
+fn plan_devices(site: &SiteConfig, opts: &HpcOptions, gpus: &GpuSelect) -> Result<DevicePlan> {
+    let mut names: Vec<String> = Vec::new();
+    for d in &opts.devices {
+        if let cdi::DeviceRequest::Cdi(n) = d {
+            names.push(n.clone());
+        }
+    }
+    let registry = if !names.is_empty() {
+        Some(cdi::load(&site.cdi_spec_dirs)?)
+    } else if *gpus != GpuSelect::None {
+        // Nobody asked for CDI by name: a broken spec somewhere must not
+        // stop the run, only send GPUs through the built-in discovery.
+        match cdi::load(&site.cdi_spec_dirs) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                crate::logging::warn(&format!("{e:#}; using the built-in GPU discovery"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let nvidia_by_cdi = *gpus != GpuSelect::None
+        && registry
+            .as_ref()
+            .is_some_and(|r| r.has_kind(cdi::NVIDIA_GPU));
+    let mut devices = host_devices::discover(site, gpus, nvidia_by_cdi)?;
+    if let Some(reg) = &registry {
+        if nvidia_by_cdi {
+            let mut gpu_names = cdi::gpu_names(reg, gpus, &site.nvidia_gpus_dir())?;
+            crate::debug!("GPUs through CDI: {gpu_names:?}");
+            gpu_names.append(&mut names);
+            names = gpu_names;
+            if let GpuSelect::List(l) = gpus {
+                devices
+                    .env
+                    .push(host_devices::renumbered_cuda_devices(l.len()));
+            }
+        }
+        let mut found = Vec::new();
+        for n in &names {
+            found.extend(reg.resolve(n)?);
+        }
+        cdi::edits::apply(&found, &mut devices)?;
+    }
+    for d in &opts.devices {
+        if let cdi::DeviceRequest::Host { host, container } = d {
+            if std::fs::metadata(host).is_err() {
+                anyhow::bail!("--device {}: no such device on this host", host.display());
+            }
+            devices.bind(host.clone(), container.clone(), false);
+        }
+    }
+    Ok(devices)
 }
 
 /// The container starts in the host's cwd only when this user can enter

@@ -1,6 +1,6 @@
 //! `--record FILE`: what defines this run, so a result can be reproduced
 //! years later: image and layer digests, hpcc's version, the kernel, the
-//! binds and devices, the GPU driver, and the environment's keys (not its
+//! binds, devices and CDI devices, the GPU driver, and the environment's keys (not its
 //! values, which may hold secrets).
 
 use super::node_join::JoinGroup;
@@ -53,6 +53,7 @@ pub fn write(
         "cwd": process.map(|p| p.cwd().display().to_string()),
         "binds": plan.binds.iter().map(|b| json!({"source": b.src, "destination": b.dst, "readonly": b.readonly})).collect::<Vec<_>>(),
         "devices": plan.devices.found,
+        "cdiDevices": plan.devices.cdi_devices,
         "envKeys": env_keys,
         "join": group.map(|g| json!({"launcher": g.launcher, "localSize": g.local_size})),
     });

@@ -11,6 +11,8 @@
 //! dev_dir = "/dev"                      # where device discovery looks
 //! ld_cache = "/etc/ld.so.cache"         # where driver libraries are found
 //! image_root = "auto"                   # overlay, underlay, or auto ($HPCC_IMAGE_ROOT wins)
+//! cdi_spec_dirs = ["/etc/cdi", "/var/run/cdi"]  # CDI specs, lowest priority first
+//! nvidia_gpus_dir = "/proc/driver/nvidia/gpus"  # the driver's GPU list (UUIDs)
 //! [[bind]]
 //! source = "/lustre"
 //! destination = "/lustre"               # default: source
@@ -45,6 +47,10 @@ pub struct SiteConfig {
     pub bind: Vec<SiteBind>,
     #[serde(default)]
     pub image_root: Option<String>,
+    #[serde(default)]
+    pub cdi_spec_dirs: Vec<String>,
+    #[serde(default)]
+    pub nvidia_gpus_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +127,12 @@ impl SiteConfig {
         self.ld_cache
             .clone()
             .unwrap_or_else(|| PathBuf::from("/etc/ld.so.cache"))
+    }
+
+    pub fn nvidia_gpus_dir(&self) -> PathBuf {
+        self.nvidia_gpus_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(super::gpu_ids::DEFAULT_GPUS_DIR))
     }
 }
 

@@ -6,6 +6,7 @@
 use super::container_setup::{self, ContainerSetup};
 use super::namespaces::{self, IdMaps, NsPlan, OpenedNs, UserNs};
 use super::process_setup::{self, ProcessSetup};
+use crate::hpc::host_devices::StageHook;
 use crate::hpc::node_join::{self, JoinGroup, Role};
 use crate::rootfs::RootMethod;
 use anyhow::{anyhow, bail, Result};
@@ -22,6 +23,7 @@ use std::time::Duration;
 /// overlay, or an underlay: `root`). Returns only
 /// on failure; with a PID namespace the supervising parent exits with the
 /// program's status instead.
+/// `hooks` (from CDI) run as image_hooks.rs says.
 /// With `join`, the ranks of one node share one container: the first to
 /// arrive builds it, the others enter its namespaces.
 pub fn exec_in_place(
@@ -30,6 +32,7 @@ pub fn exec_in_place(
     merged: &Path,
     root: RootMethod,
     files: &[(PathBuf, Vec<u8>)],
+    hooks: &[StageHook],
     join: Option<(&JoinGroup, Duration)>,
 ) -> Result<Infallible> {
     let ns = NsPlan::from_spec(spec);
@@ -73,13 +76,16 @@ pub fn exec_in_place(
         supervise_child()?;
         supervise_child()?;
     }
-    container_setup::build(&container, None).map_err(|e| match ns.user {
+    let before_pivot = || super::image_hooks::before_pivot(hooks, spec, merged);
+    let hook = (!hooks.is_empty()).then_some(&before_pivot as &dyn Fn() -> Result<()>);
+    container_setup::build(&container, hook).map_err(|e| match ns.user {
         UserNs::Create => super::userns_limits::with_hint(e),
         _ => e,
     })?;
     if let (Some(l), Some((group, timeout))) = (listener, join) {
         node_join::spawn_holder(l, ns_handles, group.local_size, timeout)?;
     }
+    super::image_hooks::before_exec(hooks, spec)?;
     let prepared = process_setup::prepare(&process)?;
     Err(anyhow!(process_setup::exec(&prepared)))
 }

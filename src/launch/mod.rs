@@ -17,6 +17,7 @@ pub mod container_setup;
 pub mod create;
 pub mod exec_in_container;
 pub mod idmap;
+pub mod image_hooks;
 pub mod image_mode;
 pub mod namespaces;
 pub mod oci_init;

@@ -104,6 +104,13 @@ pub fn spec_from_image(
     } else {
         resolve_user(rootfs, c.user.as_deref().unwrap_or(""))?
     };
+    // Groups a CDI spec asks for (a render group, say). Rootless, the
+    // process keeps the caller's own groups and cannot gain others.
+    let additional_gids: Vec<u32> = if who.rootless {
+        Vec::new()
+    } else {
+        hpc.devices.additional_gids.clone()
+    };
     let mut namespaces = vec![json!({"type": "mount"})];
     if who.rootless {
         namespaces.push(json!({"type": "user"}));
@@ -121,6 +128,9 @@ pub fn spec_from_image(
         mounts.push(
             json!({"destination": d.container, "type": "bind", "source": d.host, "options": o}),
         );
+    }
+    for m in &hpc.devices.mounts {
+        mounts.push(json!({"destination": m.container, "type": m.typ, "source": m.source, "options": m.options}));
     }
     let caps: Value = if who.rootless && !opts.fakeroot {
         json!({})
@@ -144,7 +154,7 @@ pub fn spec_from_image(
         "ociVersion": crate::cli::OCI_SPEC_VERSION,
         "process": {
             "terminal": false,
-            "user": {"uid": uid, "gid": gid},
+            "user": {"uid": uid, "gid": gid, "additionalGids": additional_gids},
             "args": args,
             "env": env,
             "cwd": cwd,
