@@ -283,4 +283,63 @@ mod tests {
             .to_string()
             .contains("more than the file"));
     }
+
+    /// Caches written by the real ldconfig (`-C`, in its default format
+    /// and in the compat one that carries the old table too), listing a
+    /// 64-bit and a 32-bit library of one soname, the 32-bit one first.
+    #[test]
+    fn caches_made_by_ldconfig_are_read_and_32_bit_entries_skipped() {
+        let d = std::env::temp_dir().join(format!("hpcc-ldcache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("lib32")).unwrap();
+        std::fs::create_dir_all(d.join("lib64")).unwrap();
+        std::fs::write(d.join("c.c"), "int cuInit(unsigned f) { return (int)f; }\n").unwrap();
+        for (dir, flags) in [("lib64", &[][..]), ("lib32", &["-m32", "-nostdlib"][..])] {
+            let st = std::process::Command::new("gcc")
+                .args(flags)
+                .args(["-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o"])
+                .arg(d.join(dir).join("libcuda.so.550.54.14"))
+                .arg(d.join("c.c"))
+                .status()
+                .expect("gcc (apt-get install gcc)");
+            assert!(st.success(), "gcc {flags:?}");
+        }
+        std::fs::write(
+            d.join("ld.so.conf"),
+            format!(
+                "{}\n{}\n",
+                d.join("lib32").display(),
+                d.join("lib64").display()
+            ),
+        )
+        .unwrap();
+        for format in ["new", "compat"] {
+            let cache = d.join(format!("cache-{format}"));
+            let st = std::process::Command::new("/sbin/ldconfig")
+                .args(["-c", format, "-C"])
+                .arg(&cache)
+                .arg("-f")
+                .arg(d.join("ld.so.conf"))
+                .status()
+                .expect("/sbin/ldconfig");
+            assert!(st.success());
+            let bytes = std::fs::read(&cache).unwrap();
+            assert_eq!(bytes.starts_with(OLD_MAGIC), format == "compat");
+            let entries = parse(&bytes).unwrap();
+            let ours: Vec<&Entry> = entries
+                .iter()
+                .filter(|e| e.path.starts_with(d.to_str().unwrap()))
+                .collect();
+            assert_eq!(ours.len(), 2, "{format}: {ours:?}");
+            let for_us: Vec<&&Entry> = ours.iter().filter(|e| e.is_for("x86_64")).collect();
+            assert_eq!(for_us.len(), 1, "{format}: {ours:?}");
+            assert_eq!(for_us[0].soname, "libcuda.so.1");
+            assert!(for_us[0].path.contains("/lib64/"), "{format}: {ours:?}");
+            // The whole cache lists the host's C library for this ABI.
+            assert!(entries
+                .iter()
+                .any(|e| e.soname == "libc.so.6" && e.is_for("x86_64")));
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
