@@ -257,6 +257,12 @@ fn cdi_devices_bring_nodes_libraries_env_and_hooks() {
     ok(&o);
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec).unwrap()).unwrap();
     assert_eq!(r["cdiDevices"], serde_json::json!(["nvidia.com/gpu=0"]));
+    if !Path::new("/sys/module/nvidia").exists() {
+        assert_eq!(
+            r["host"]["gpuDriver"], DRIVER_VERSION,
+            "from the bound libcuda"
+        );
+    }
     let devices = r["devices"].to_string();
     assert!(
         devices.contains("nvidia0") && devices.contains("libcuda.so"),
@@ -300,7 +306,12 @@ fn amd_and_infiniband_devices() {
         .to_string(),
     )
     .unwrap();
-    let site = env.site(false, "");
+    let provider = env.scratch.dir.join("libmlx5-rdmav34.so");
+    std::fs::write(&provider, "stand-in provider").unwrap();
+    let site = env.site(
+        false,
+        &format!("ib_libraries = [\"{}\"]\n", provider.display()),
+    );
     let text = std::fs::read_to_string(&site).unwrap().replace(
         &env.scratch.dir.join("no-cdi").display().to_string(),
         &amd_dir.display().to_string(),
@@ -315,6 +326,16 @@ fn amd_and_infiniband_devices() {
     assert_eq!(
         ok(&o),
         "/dev/kfd  /dev/dri: renderD128  /dev/infiniband: rdma_cm uverbs0 \nstand-in\n/opt/rocm\n"
+    );
+    // InfiniBand: the provider library the site names, first on the
+    // library path, and the host's provider configuration.
+    let look =
+        "ls /.hpcc/ib/lib; echo ${LD_LIBRARY_PATH%%:*}; ls /etc/libibverbs.d 2>/dev/null | wc -l";
+    let o = env.run(&site, &["--gpus", "none"], &["/bin/sh", "-c", look]);
+    let host_drivers = runtime_tests::list_dir(Path::new("/etc/libibverbs.d")).len();
+    assert_eq!(
+        ok(&o),
+        format!("libmlx5-rdmav34.so\n/.hpcc/ib/lib\n{host_drivers}\n")
     );
     fails_with(
         &env.run(&site, &["--device", "amd.com/gpu=3"], &["true"]),

@@ -1,8 +1,10 @@
 //! Filesystem helpers that several layers need: handles on directories,
-//! atomic file replacement, and removal of whole trees without following
-//! symlinks. A leaf: it knows `sys` and nothing above it.
+//! atomic file replacement, removal of whole trees without following
+//! symlinks, and finding host programs whatever PATH says. A leaf: it
+//! knows `sys` and nothing above it.
 
 mod atomic;
+pub mod host_tools;
 mod remove;
 
 pub use atomic::write_atomic;

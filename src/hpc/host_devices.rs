@@ -262,27 +262,12 @@ pub fn renumbered_cuda_devices(n: usize) -> (String, String) {
     ("CUDA_VISIBLE_DEVICES".into(), v.join(","))
 }
 
-/// Where the driver's tools are installed, whatever the caller's PATH
-/// (an ordinary Debian user's lacks the sbin directories).
-const TOOL_DIRS: [&str; 7] = [
-    "/usr/bin",
-    "/usr/local/bin",
-    "/usr/local/nvidia/bin",
-    "/usr/sbin",
-    "/bin",
-    "/sbin",
-    "/opt/nvidia/bin",
-];
+/// NVIDIA's tool directories beyond the system ones (the driver's own
+/// folder on GPU clouds and in NVIDIA's container images).
+const NVIDIA_TOOL_DIRS: [&str; 2] = ["/usr/local/nvidia/bin", "/opt/nvidia/bin"];
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .filter(|d| d.starts_with('/'))
-        .chain(TOOL_DIRS)
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file());
-    found
+    crate::fs::host_tools::find(name, &NVIDIA_TOOL_DIRS)
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub fn host_identity(uid: u32, gid: u32) -> Identity {
 }
 
 fn getent(db: &str, key: u32) -> Option<Vec<String>> {
-    let out = Command::new("getent")
+    let out = Command::new(crate::fs::host_tools::program("getent"))
         .arg(db)
         .arg(key.to_string())
         .output()

@@ -11,12 +11,26 @@ use oci_spec::runtime::Spec;
 use serde_json::json;
 use std::path::Path;
 
-fn gpu_driver_version() -> Option<String> {
+/// The loaded NVIDIA kernel module's version, else the version in the
+/// name of the libcuda file that was bound (`libcuda.so.550.54.14`).
+fn gpu_driver_version(found: &[String]) -> Option<String> {
     if let Ok(v) = std::fs::read_to_string("/sys/module/nvidia/version") {
         return Some(v.trim().to_string());
     }
-    let text = std::fs::read_to_string("/proc/driver/nvidia/version").ok()?;
-    text.lines().next().map(|l| l.trim().to_string())
+    if let Some(line) = std::fs::read_to_string("/proc/driver/nvidia/version")
+        .ok()
+        .and_then(|t| t.lines().next().map(|l| l.trim().to_string()))
+    {
+        return Some(line);
+    }
+    found.iter().find_map(|f| libcuda_version(f))
+}
+
+fn libcuda_version(path: &str) -> Option<String> {
+    let name = path.rsplit('/').next()?;
+    let v = name.strip_prefix("libcuda.so.")?;
+    // The soname's single number (libcuda.so.1) is not a driver version.
+    (v.contains('.') && v.chars().all(|c| c.is_ascii_digit() || c == '.')).then(|| v.to_string())
 }
 
 pub fn write(
@@ -46,7 +60,7 @@ pub fn write(
             "hostname": field(|u| u.nodename()),
             "kernel": field(|u| u.release()),
             "machine": field(|u| u.machine()),
-            "gpuDriver": gpu_driver_version(),
+            "gpuDriver": gpu_driver_version(&plan.devices.found),
         },
         "user": {"uid": plan.identity.uid, "gid": plan.identity.gid, "name": plan.identity.name},
         "command": process.and_then(|p| p.args().clone()),
@@ -59,4 +73,17 @@ pub fn write(
     });
     let text = serde_json::to_string_pretty(&record)? + "\n";
     std::fs::write(path, text).with_context(|| format!("--record {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_driver_version_is_read_from_the_libcuda_file_name() {
+        assert_eq!(
+            super::libcuda_version("/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14").as_deref(),
+            Some("550.54.14")
+        );
+        assert_eq!(super::libcuda_version("/usr/lib/libcuda.so.1"), None);
+        assert_eq!(super::libcuda_version("/usr/lib/libcudart.so.12.4"), None);
+    }
 }

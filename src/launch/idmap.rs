@@ -73,7 +73,7 @@ pub fn write_map(pid: i32, kind: IdKind, maps: &[LinuxIdMapping], privileged: bo
     match choose_writer(maps, own, privileged) {
         Writer::Direct => write_direct(&pid.to_string(), kind, maps, privileged),
         Writer::Helper => {
-            let out = Command::new(kind.helper())
+            let out = Command::new(crate::fs::host_tools::program(kind.helper()))
                 .args(helper_args(pid, maps))
                 .output()
                 .map_err(|e| {

@@ -176,15 +176,22 @@ impl Driver {
             }
         }
         let smi = "#!/bin/sh\nfor n in /dev/nvidia[0-9]*; do [ -e \"$n\" ] && echo \"GPU ${n#/dev/nvidia}: Stand-in GPU ($n)\"; done\n";
+        // The tools live in the driver's own folder, reached through
+        // symlinks from the directory on PATH, as on GPU clouds
+        // (/usr/bin/nvidia-smi -> /usr/local/nvidia/bin/nvidia-smi): a
+        // bound link would dangle in the container.
+        let real_bin = dir.join("driver/nvidia/bin");
+        std::fs::create_dir_all(&real_bin).unwrap();
         for (name, text) in [
             ("nvidia-smi", smi),
             ("nvidia-persistenced", "#!/bin/sh\nexit 0\n"),
             ("nvidia-ctk", NVIDIA_CTK),
         ] {
-            let p = d.bin_dir().join(name);
+            let p = real_bin.join(name);
             std::fs::write(&p, text).unwrap();
             std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                 .unwrap();
+            std::os::unix::fs::symlink(&p, d.bin_dir().join(name)).unwrap();
         }
         // The driver's per-GPU files, where UUIDs are mapped to minors.
         for (minor, uuid) in [(0, "GPU-00000000-aaaa"), (1, "GPU-11111111-bbbb")] {
