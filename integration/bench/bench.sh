@@ -112,6 +112,7 @@ SH
     lifecycle() { echo "$1 --root $W/st-$2 create -b $B c && $1 --root $W/st-$2 start c && $1 --root $W/st-$2 delete -f c"; }
     hf_root oci_run -w 3 -r "$RUNS" \
         -n hpcc "$H --root $W/st-h run -b $B c" \
+        -n hpcc-memfd-seal "env HPCC_EXE_SEAL=memfd $H --root $W/st-h run -b $B c" \
         -n runc "runc --root $W/st-r run -b $B c" \
         -n crun "$W/crun-wrap --root $W/st-c run -b $B c" \
         -n crun-wrapper-only "unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec true'"

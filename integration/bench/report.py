@@ -64,6 +64,9 @@ for key, label in (("oci_run", "OCI run (root)"), ("oci_lifecycle", "create+star
     if o:
         row(label, f"{o['hpcc']['median_ms']:.2f} ms", f"crun {o['crun']['median_ms']:.2f} ms, runc {o['runc']['median_ms']:.2f} ms",
             ratio(o["hpcc"]["median_ms"], o["crun"]["median_ms"]), "<= 0.8x crun")
+        if "hpcc-memfd-seal" in o:
+            row("  hpcc with the memfd seal instead of the overlay", f"{o['hpcc-memfd-seal']['median_ms']:.2f} ms",
+                f"overlay seal {o['hpcc']['median_ms']:.2f} ms", ratio(o["hpcc"]["median_ms"], o["hpcc-memfd-seal"]["median_ms"]), "")
         if "crun-wrapper-only" in o:
             row("  crun's hybrid-cgroup wrapper alone", f"{o['crun-wrapper-only']['median_ms']:.2f} ms", "", None, "")
 c = res["cold_unpack"]

@@ -4,6 +4,7 @@
 
 mod fd;
 pub mod fdpass;
+pub mod fs_context;
 mod mount_attr;
 mod privilege;
 mod process;

@@ -120,3 +120,35 @@ fn cve_2019_5736_runtime_binary_cannot_be_overwritten() {
     );
     env.assert_clean(&id, Some(&init), &bundle);
 }
+
+/// Which seal hpcc took, from its --debug line: as real root the private
+/// read-only overlay of the binary's directory (no copy); where that is
+/// refused (no fsopen, as the ENOSYS pass makes it, or no privilege, as
+/// for a user whose copy of hpcc is writable) the sealed memfd copy. The
+/// attacker test above runs on whichever path the pass takes.
+#[test]
+fn the_seal_is_the_private_overlay_as_root_and_the_memfd_copy_otherwise() {
+    let mut env = TestEnv::new("seal-path");
+    let copy = env.path("hpcc-copy");
+    fs::copy(&env.bin, &copy).expect("copying hpcc");
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod");
+    env.bin = copy;
+    let bundle = env.bundle(&["/bin/true"]);
+    let id = env.id("seal");
+    let out = env.hpcc(&["--debug", "run", "-b", bundle.path(), &id]);
+    let err = &out.stderr;
+    assert!(out.status.success(), "{out}");
+    let overlay = runtime_tests::is_root()
+        && !runtime_tests::injected_enosys()
+            .iter()
+            .any(|c| c == "fsopen");
+    let (want, not) = if overlay {
+        ("private read-only overlay", "memfd")
+    } else {
+        ("sealed memfd copy", "running hpcc through")
+    };
+    assert!(
+        err.contains(want) && !err.contains(not),
+        "expected the {want} path: {err}"
+    );
+}
