@@ -364,6 +364,18 @@ fn bad_cdi_specs_are_refused_in_one_line() {
         assert!(String::from_utf8_lossy(&o.stderr).contains("built-in"));
     }
     std::fs::remove_file(&spec).unwrap();
+    // A spec made on another node, naming GPUs this one lacks: asked for,
+    // an error naming the node; by default, a warning and the built-in
+    // discovery.
+    let nv = env.driver.cdi_dir().join("nvidia.yaml");
+    let good = std::fs::read_to_string(&nv).unwrap();
+    std::fs::write(&nv, good.replace("dev/nvidia1", "dev/nvidia9")).unwrap();
+    fails_with(&env.run(&site, &["--gpus", "1"], &["true"]), "nvidia9");
+    let o = env.run(&site, &[], &["/probe/cuda_probe"]);
+    assert_eq!(ok(&o), probe_says(&[0, 1]));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("nvidia9") && e.contains("built-in"), "{e}");
+    std::fs::write(&nv, good).unwrap();
     fails_with(
         &env.run(&site, &["--device", "nvidia.com/gpu=5"], &["true"]),
         "nvidia.com/gpu=5",

@@ -160,6 +160,12 @@ fn gpu_selection(opts: &HpcOptions) -> Result<GpuSelect> {
     )
 }
 
+/// Whether the GPU selection is only the default (no `--gpus`, no
+/// NVIDIA_VISIBLE_DEVICES).
+fn implicit_gpus(opts: &HpcOptions) -> bool {
+    opts.gpus.is_none() && std::env::var_os("NVIDIA_VISIBLE_DEVICES").is_none()
+}
+
 /// The devices: CDI for what `--device` names and, when a spec for
 /// nvidia.com/gpu exists, for the GPUs; the built-in discovery for the
 /// rest (and for GPUs on hosts without a spec); host nodes by path.
@@ -192,10 +198,22 @@ fn plan_devices(site: &SiteConfig, opts: &HpcOptions, gpus: &GpuSelect) -> Resul
     let mut devices = host_devices::discover(site, gpus, nvidia_by_cdi)?;
     if let Some(reg) = &registry {
         if nvidia_by_cdi {
-            let mut gpu_names = cdi::gpu_names(reg, gpus, &site.nvidia_gpus_dir())?;
+            let gpu_names = cdi::gpu_names(reg, gpus, &site.nvidia_gpus_dir())?;
             crate::debug!("GPUs through CDI: {gpu_names:?}");
-            gpu_names.append(&mut names);
-            names = gpu_names;
+            let mut gpu_found = Vec::new();
+            for n in &gpu_names {
+                gpu_found.extend(reg.resolve(n)?);
+            }
+            match cdi::edits::apply(&gpu_found, &mut devices) {
+                Ok(()) => {}
+                // Nobody asked for GPUs: a spec that does not fit this node
+                // (generated on another) must not stop the run.
+                Err(e) if implicit_gpus(opts) => {
+                    crate::logging::warn(&format!("{e:#}; using the built-in GPU discovery"));
+                    devices = host_devices::discover(site, gpus, false)?;
+                }
+                Err(e) => return Err(e),
+            }
             if let GpuSelect::List(l) = gpus {
                 devices
                     .env
