@@ -152,10 +152,30 @@ fn memfd_copy(exe: OwnedFd, seals: SealFlag) -> Result<OwnedFd> {
     .map_err(|e| anyhow!("memfd_create: {e}"))?;
     let mut from = std::fs::File::from(exe);
     let mut to = std::fs::File::from(copy);
-    std::io::copy(&mut from, &mut to).context("copying")?;
+    // Plain reads and writes, not std::io::copy: its splice/sendfile path
+    // can leave the memfd's pages pinned for a moment, and F_SEAL_WRITE
+    // then fails with EBUSY.
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut from, &mut buf).context("reading the binary")?;
+        if n == 0 {
+            break;
+        }
+        std::io::Write::write_all(&mut to, &buf[..n]).context("copying")?;
+    }
     let copy = OwnedFd::from(to);
-    fcntl(copy.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals)).map_err(|e| anyhow!("sealing: {e}"))?;
-    Ok(copy)
+    // Pins can still be held briefly (the kernel waits ~150 ms); try again.
+    let mut tries = 0;
+    loop {
+        match fcntl(copy.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals)) {
+            Ok(_) => return Ok(copy),
+            Err(nix::errno::Errno::EBUSY) if tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(anyhow!("sealing: {e}")),
+        }
+    }
 }
 
 /// Executes `exe` with our own arguments and environment.

@@ -85,7 +85,10 @@ fn cve_2019_5736_runtime_binary_cannot_be_overwritten() {
     fs::write(outdir.join("stop-attack"), "").expect("stop");
     let log = outdir.join("attack.log");
     let deadline = Instant::now() + WAIT_LIMIT;
-    while !log.exists() && Instant::now() < deadline {
+    // The attacker creates its log, then writes it: wait for the words.
+    while !fs::read_to_string(&log).is_ok_and(|t| t.contains("written"))
+        && Instant::now() < deadline
+    {
         sleep(Duration::from_millis(50));
     }
     let stats = fs::read_to_string(&log).unwrap_or_else(|e| format!("no attacker log: {e}"));
