@@ -64,6 +64,6 @@ pub use enosys::injected as injected_enosys;
 pub use env::TestEnv;
 pub use files::{list_dir, path_str, remove_tree, TempTree};
 pub use host::{egid, euid, have, hpcc_bin, is_root, subordinate_ids, user_name};
-pub use output::{ok, stderr, stdout, Output};
+pub use output::{fails_in_one_line, fails_with, ok, stderr, stdout, Output};
 pub use proc::{proc_stat, processes_with_arg, read_pid_file, reap_orphans, ProcRef, ProcStat};
 pub use skip::{clients_required, forced_underlay, missing, skip};

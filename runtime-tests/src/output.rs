@@ -86,6 +86,25 @@ pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Asserts that hpcc failed and that its stderr names `needle`.
+#[track_caller]
+pub fn fails_with(o: &std::process::Output, needle: &str) {
+    let e = stderr(o);
+    assert!(
+        !o.status.success() && e.contains(needle),
+        "expected failure with {needle:?}: {:?} {e}",
+        o.status
+    );
+}
+
+/// `fails_with`, and the whole of stderr is that one line.
+#[track_caller]
+pub fn fails_in_one_line(o: &std::process::Output, needle: &str) {
+    fails_with(o, needle);
+    let e = stderr(o);
+    assert_eq!(e.trim_end().lines().count(), 1, "one line: {e}");
+}
+
 /// Asserts that hpcc succeeded (showing its status, stdout and stderr
 /// otherwise) and returns its stdout.
 #[track_caller]

@@ -12,7 +12,7 @@ mod imagefix;
 
 use gpufix::{probe_image, Driver, DRIVER_VERSION, USER_PATH};
 use imagefix::scratch::Scratch;
-use runtime_tests::ok;
+use runtime_tests::{fails_in_one_line, ok};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -84,17 +84,6 @@ fn probe_says(names: &[u32]) -> String {
     s
 }
 
-#[track_caller]
-fn fails_with(o: &Output, needle: &str) {
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && e.contains(needle),
-        "expected failure with {needle:?}: {:?} {e}",
-        o.status
-    );
-    assert_eq!(e.trim_end().lines().count(), 1, "one line: {e}");
-}
-
 #[test]
 fn built_in_discovery_finds_the_driver_through_the_ld_cache() {
     let env = Env::new("builtin");
@@ -147,7 +136,7 @@ fn built_in_discovery_finds_the_driver_through_the_ld_cache() {
         .args(["--", "/probe/cuda_probe"])
         .env("HPCC_CONFIG", &site)
         .env("NVIDIA_VISIBLE_DEVICES", "GPU-99999999");
-    fails_with(&c.output().unwrap(), "GPU-99999999");
+    fails_in_one_line(&c.output().unwrap(), "GPU-99999999");
 }
 
 #[test]
@@ -238,7 +227,7 @@ fn cdi_devices_bring_nodes_libraries_env_and_hooks() {
         &["/bin/sh", "-c", "ls /dev | grep '^nvidia'"],
     );
     assert_eq!(ok(&o), "nvidia7\n");
-    fails_with(
+    fails_in_one_line(
         &env.run(&site, &["--device", "/dev/no-such-device"], &["true"]),
         "/dev/no-such-device",
     );
@@ -337,7 +326,7 @@ fn amd_and_infiniband_devices() {
         ok(&o),
         format!("libmlx5-rdmav34.so\n/.hpcc/ib/lib\n{host_drivers}\n")
     );
-    fails_with(
+    fails_in_one_line(
         &env.run(&site, &["--device", "amd.com/gpu=3"], &["true"]),
         "amd.com/gpu=3",
     );
@@ -355,7 +344,7 @@ fn bad_cdi_specs_are_refused_in_one_line() {
     ] {
         std::fs::write(&spec, text).unwrap();
         let o = env.run(&site, &["--device", "v.com/x=0"], &["true"]);
-        fails_with(&o, needle);
+        fails_in_one_line(&o, needle);
         assert!(String::from_utf8_lossy(&o.stderr).contains("broken.yaml"));
         // A run that names no CDI device is not stopped by it: a warning,
         // and the GPUs come through the built-in discovery.
@@ -370,17 +359,17 @@ fn bad_cdi_specs_are_refused_in_one_line() {
     let nv = env.driver.cdi_dir().join("nvidia.yaml");
     let good = std::fs::read_to_string(&nv).unwrap();
     std::fs::write(&nv, good.replace("dev/nvidia1", "dev/nvidia9")).unwrap();
-    fails_with(&env.run(&site, &["--gpus", "1"], &["true"]), "nvidia9");
+    fails_in_one_line(&env.run(&site, &["--gpus", "1"], &["true"]), "nvidia9");
     let o = env.run(&site, &[], &["/probe/cuda_probe"]);
     assert_eq!(ok(&o), probe_says(&[0, 1]));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("nvidia9") && e.contains("built-in"), "{e}");
     std::fs::write(&nv, good).unwrap();
-    fails_with(
+    fails_in_one_line(
         &env.run(&site, &["--device", "nvidia.com/gpu=5"], &["true"]),
         "nvidia.com/gpu=5",
     );
-    fails_with(
+    fails_in_one_line(
         &env.run(&site, &["--device", "nvidia.com/gpu"], &["true"]),
         "nvidia.com/gpu",
     );
@@ -390,7 +379,7 @@ fn bad_cdi_specs_are_refused_in_one_line() {
         "cdiVersion: 0.6.0\nkind: v.com/x\ndevices: [{name: \"0\", containerEdits: {deviceNodes: [{path: /dev/no-such-node-x}]}}]\n",
     )
     .unwrap();
-    fails_with(
+    fails_in_one_line(
         &env.run(&site, &["--device", "v.com/x=0"], &["true"]),
         "/dev/no-such-node-x",
     );

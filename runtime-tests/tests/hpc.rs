@@ -6,7 +6,7 @@ mod imagefix;
 
 use imagefix::scratch::Scratch;
 use imagefix::Image;
-use runtime_tests::ok;
+use runtime_tests::{fails_with, ok};
 use std::ops::Deref;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -67,16 +67,6 @@ impl Env {
         std::fs::write(&p, toml).unwrap();
         p
     }
-}
-
-#[track_caller]
-fn fails_with(o: &Output, needle: &str) {
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && e.contains(needle),
-        "expected failure with {needle:?}: {:?} {e}",
-        o.status
-    );
 }
 
 fn my_name() -> String {

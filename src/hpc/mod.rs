@@ -67,7 +67,7 @@ pub fn plan(
     let (inside_uid, inside_gid) = if opts.fakeroot { (0, 0) } else { (uid, gid) };
     let binds = binds::plan(&opts.binds, site, Some(&identity.home))?;
     let gpus = gpu_selection(opts)?;
-    let devices = plan_devices(site, opts, &gpus)?;
+    let mut devices = plan_devices(site, opts, &gpus)?;
     // With nothing to hide, an unprivileged user's container shares the
     // host's /dev as Apptainer and Charliecloud do: one mount instead of a
     // tmpfs, a devpts and a bind per node. A GPU selection, --device,
@@ -76,7 +76,6 @@ pub fn plan(
         && gpus == GpuSelect::All
         && opts.devices.is_empty()
         && site.dev_dir() == Path::new("/dev");
-    let mut devices = devices;
     let mut binds = binds;
     if share_host_dev {
         devices.binds.retain(|b| !b.container.starts_with("/dev"));

@@ -67,9 +67,8 @@ fn apply_edits(e: &ContainerEdits, file: &Path, device: &str, plan: &mut DeviceP
         if is_bind {
             if !plan.binds.iter().any(|b| b.container == m.container_path) {
                 let readonly = m.options.iter().any(|o| o == "ro");
-                let host =
-                    std::fs::canonicalize(&m.host_path).unwrap_or_else(|_| m.host_path.clone());
-                plan.bind(host, m.container_path.clone(), readonly);
+                // plan.bind takes the source's real path.
+                plan.bind(m.host_path.clone(), m.container_path.clone(), readonly);
             }
         } else if !plan.mounts.iter().any(|o| o.container == m.container_path) {
             plan.mounts.push(OtherMount {
