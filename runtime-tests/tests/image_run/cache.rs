@@ -187,13 +187,16 @@ fn an_image_in_use_is_not_removed() {
     let env = Env::new("inuse");
     let tar = docker_tar(&env);
     let t = tar.to_str().unwrap();
-    let mut running = env.cmd(&["run", t, "--", "exec sleep 30"]).spawn().unwrap();
-    // Wait until the container is up (its overlay mounted).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while env.images().is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut running = env
+        .cmd(&["run", t, "--", "echo up; exec sleep 30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The container is up (its root mounted) once it has said so.
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(running.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "up\n");
     let digest = env.images().pop().expect("the image was cached");
     fails_with(&env.run(&["rmi", &digest[..12]]), &["in use"]);
     assert!(ok(&env.run(&["prune", "--all"])).contains("removed 0 image(s)"));

@@ -8,7 +8,6 @@ use crate::image::digest::Digest;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 impl Cache {
@@ -35,33 +34,42 @@ impl Cache {
     }
 
     fn try_lock(&self, hex: &str) -> Result<Option<Flock<fs::File>>> {
-        let locks = self.sub("locks")?;
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(locks.join(format!("{hex}.lock")))?;
-        Ok(Flock::lock(f, FlockArg::LockExclusiveNonblock).ok())
+        Ok(Flock::lock(
+            self.lock_file(hex, "lock")?,
+            FlockArg::LockExclusiveNonblock,
+        )
+        .ok())
     }
 
     /// Removes an image: first renamed into tmp/ (one atomic step, after
     /// which no run can find it), then deleted, so a removal that is killed
     /// half-way leaves only garbage that prune clears, never a half image.
-    fn retire(&self, d: &Digest) -> Result<()> {
+    /// An image in use is left alone: the answer is why.
+    fn retire(&self, d: &Digest) -> Result<Option<String>> {
+        // Runs hold the `.use` lock shared from lookup until their mount
+        // exists; while we hold it exclusive, none can start on this image.
+        let Ok(_retiring) = Flock::lock(
+            self.lock_file(d.hex(), "use")?,
+            FlockArg::LockExclusiveNonblock,
+        ) else {
+            return Ok(Some(format!(
+                "image {} is in use by a run that is starting; try again once it is up",
+                d.short()
+            )));
+        };
         if let Some(pid) = self.in_use(d) {
-            bail!(
+            return Ok(Some(format!(
                 "image {} is in use by process {pid}; stop it first",
                 d.short()
-            );
+            )));
         }
         let tmp = self
             .sub("tmp")?
             .join(format!("{}.{}.retired", d.hex(), std::process::id()));
         let dir = self.image_dir(d);
         fs::rename(&dir, &tmp).with_context(|| format!("removing {}", dir.display()))?;
-        remove_tree(&tmp).with_context(|| format!("removing {}", tmp.display()))
+        remove_tree(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+        Ok(None)
     }
 
     /// A process whose mount namespace has this image as an overlay lower
@@ -145,7 +153,9 @@ impl Cache {
         let _lock = self
             .try_lock(d.hex())?
             .ok_or_else(|| anyhow!("image {} is being unpacked right now", d.short()))?;
-        self.retire(&d)?;
+        if let Some(why) = self.retire(&d)? {
+            bail!("{why}");
+        }
         self.drop_refs(|r| r.digest == m.digest)?;
         Ok(d)
     }
@@ -172,12 +182,10 @@ impl Cache {
                 continue;
             }
             let d = Digest::parse(&m.digest)?;
-            if self.in_use(&d).is_some() {
-                continue;
-            }
             if let Some(_lock) = self.try_lock(d.hex())? {
-                self.retire(&d)?;
-                images += 1;
+                if self.retire(&d)?.is_none() {
+                    images += 1;
+                }
             }
         }
         Ok((leftovers, refs, images))
@@ -280,5 +288,43 @@ mod tests {
             Some("/srv/c")
         );
         assert_eq!(super::fs_relative(info, p, (9, 9)), None);
+    }
+
+    /// A run holds its image from lookup to mount; `rmi` in that window
+    /// refuses with a clear line, and succeeds once the run lets go.
+    #[test]
+    fn an_image_a_run_has_looked_up_is_not_removed() {
+        let root = std::env::temp_dir().join(format!("hpcc-pin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let cache = super::Cache::at(root.clone());
+        let d = crate::image::digest::Digest::of_bytes(b"pinned");
+        let dir = root.join("images").join(d.hex());
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        std::fs::write(dir.join("config.json"), "{}").unwrap();
+        let meta = super::Meta {
+            digest: d.to_string(),
+            references: vec![],
+            size: 0,
+            files: 0,
+            created: String::new(),
+            source: String::new(),
+        };
+        std::fs::write(dir.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+        for p in [&root, &root.join("images")] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        let img = cache
+            .load_complete(&d)
+            .unwrap()
+            .expect("the image is complete");
+        let e = cache.remove_image(d.hex()).unwrap_err().to_string();
+        assert!(e.contains("in use by a run that is starting"), "{e}");
+        assert_eq!(cache.prune(true).unwrap().2, 0);
+        assert!(dir.exists());
+        drop(img);
+        assert_eq!(cache.remove_image(d.hex()).unwrap(), d);
+        assert!(!dir.exists());
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -5,6 +5,7 @@
 //! <cache>/tmp/<hex>.<pid>.<nanos>/                                 unpacks in progress (or killed)
 //! <cache>/refs/<key>.json                                          file identity → digest, for warm starts
 //! <cache>/locks/<hex>.lock                                         flock held while one process unpacks
+//! <cache>/locks/<hex>.use                                          shared flock held by each run from lookup to mount
 //! ```
 //! A reader sees an image only once its directory was renamed into
 //! `images/`, so it is never half made. A warm start stats the image file,
@@ -49,6 +50,11 @@ pub struct CachedImage {
     pub digest: Digest,
     pub rootfs: PathBuf,
     pub config: ImageConfig,
+    /// A shared lock on the image's `.use` file, held until the run has
+    /// mounted the rootfs (it is close-on-exec, so exec lets it go). Once
+    /// mounted, the mount itself shows the image is in use; before that,
+    /// this lock is what stops `rmi` and `prune` pulling it away.
+    _pin: Flock<fs::File>,
 }
 
 pub struct UnpackOptions {
@@ -113,7 +119,30 @@ impl Cache {
         self.sub("mnt")
     }
 
+    /// Opens the lock file `locks/<hex>.<kind>`.
+    fn lock_file(&self, hex: &str, kind: &str) -> Result<fs::File> {
+        let locks = self.sub("locks")?;
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(locks.join(format!("{hex}.{kind}")))
+            .context("opening the cache lock")
+    }
+
+    /// A run's shared hold on an image (see [`CachedImage`]). It blocks only
+    /// while an `rmi` or `prune` is retiring that very image.
+    fn pin(&self, d: &Digest) -> Result<Flock<fs::File>> {
+        Flock::lock(self.lock_file(d.hex(), "use")?, FlockArg::LockShared)
+            .map_err(|(_, e)| anyhow!("locking the cached image {}: {e}", d.short()))
+    }
+
     fn load_complete(&self, d: &Digest) -> Result<Option<CachedImage>> {
+        // Pinned first, so the image cannot be retired between the check
+        // that it exists and the mount that uses it.
+        let pin = self.pin(d)?;
         let dir = self.image_dir(d);
         let data = match fs::read(dir.join("config.json")) {
             Ok(data) => data,
@@ -133,6 +162,7 @@ impl Cache {
             digest: d.clone(),
             rootfs: dir.join("rootfs"),
             config,
+            _pin: pin,
         }))
     }
 
@@ -194,16 +224,7 @@ impl Cache {
         opts: &UnpackOptions,
     ) -> Result<CachedImage> {
         let d = &r.config_digest;
-        let locks = self.sub("locks")?;
-        let lock_file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(locks.join(format!("{}.lock", d.hex())))
-            .context("opening the cache lock")?;
-        let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
+        let _lock = Flock::lock(self.lock_file(d.hex(), "lock")?, FlockArg::LockExclusive)
             .map_err(|(_, e)| anyhow!("locking the cache: {e}"))?;
         if let Some(img) = self.load_complete(d)? {
             return Ok(img);
@@ -224,6 +245,8 @@ impl Cache {
         }
         let images = self.sub("images")?;
         let dest = images.join(d.hex());
+        // Held across the rename so no removal slips in before we load it.
+        let _pin = self.pin(d)?;
         if let Err(e) = fs::rename(&tmp, &dest) {
             let _ = remove_tree(&tmp);
             return Err(anyhow!(e))
