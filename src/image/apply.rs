@@ -3,8 +3,9 @@
 //! xattrs. Every path is resolved inside the rootfs being built
 //! (openat2 RESOLVE_IN_ROOT), so no entry can write outside it.
 
+use super::parent_dirs::ParentDirs;
 use super::whiteouts;
-use crate::rootfs::resolve::{create_in_root, open_in_root, Leaf};
+use crate::rootfs::resolve::open_in_root;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
@@ -27,6 +28,13 @@ pub struct Applier {
     /// Directory modes and times, applied once at the end: a read-only
     /// directory must stay writable while later layers fill it.
     dirs: HashMap<PathBuf, (u32, u64)>,
+    parents: ParentDirs,
+    /// One copy buffer for every file (a fresh one per file costs an
+    /// mmap and munmap each with musl's allocator).
+    buf: Vec<u8>,
+    /// The process umask: a file created with its final mode needs no
+    /// chmod unless the umask would strip some of it.
+    umask: u32,
     pub device_placeholders: u64,
     pub files: u64,
     pub bytes: u64,
@@ -59,6 +67,9 @@ impl Applier {
             root,
             privileged,
             dirs: HashMap::new(),
+            parents: ParentDirs::default(),
+            buf: vec![0u8; COPY_BLOCK],
+            umask: current_umask(),
             device_placeholders: 0,
             files: 0,
             bytes: 0,
@@ -102,38 +113,53 @@ impl Applier {
         let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         let name_str = name.to_string_lossy();
         if let Some(w) = whiteouts::classify(&name_str)? {
-            let parent = create_in_root(&self.root, &parent_rel, Leaf::Dir)?;
+            let parent = self.parents.get(&self.root, &parent_rel)?;
+            self.parents.forget_all();
             return whiteouts::apply(w, &parent, &parent_rel, written);
         }
         written.insert(rel.clone());
-        let parent = create_in_root(&self.root, &parent_rel, Leaf::Dir)?;
+        let parent = self.parents.get(&self.root, &parent_rel)?;
         let header = entry.header().clone();
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        let is_dir = kind == tar::EntryType::Directory;
-        replace_existing(&parent, &name, is_dir)?;
         match kind {
             tar::EntryType::Directory => {
-                match nix::sys::stat::mkdirat(
-                    Some(parent.as_raw_fd()),
-                    name.as_os_str(),
-                    Mode::from_bits_truncate(0o700),
-                ) {
-                    Ok(()) | Err(Errno::EEXIST) => {}
+                let mkdir = || {
+                    nix::sys::stat::mkdirat(
+                        Some(parent.as_raw_fd()),
+                        name.as_os_str(),
+                        Mode::from_bits_truncate(0o700),
+                    )
+                };
+                // A directory meeting a directory is kept: the layers merge.
+                match mkdir() {
+                    Ok(()) => {}
+                    Err(Errno::EEXIST) if is_dir_at(&parent, &name)? => {}
+                    Err(Errno::EEXIST) => {
+                        self.remove_in_the_way(&parent, &name)?;
+                        mkdir().map_err(|e| anyhow!("mkdir: {e}"))?;
+                    }
                     Err(e) => bail!("mkdir: {e}"),
                 }
                 self.chown_at(&parent, &name, &header)?;
                 self.dirs.insert(rel, (mode, header.mtime().unwrap_or(0)));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let fd = crate::sys::openat(
-                    parent.as_fd(),
-                    name.as_os_str(),
-                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW,
-                    Mode::from_bits_truncate(0o600),
-                )
-                .map_err(|e| anyhow!("create: {e}"))?;
+                // Created with its final permission bits; chmod follows only
+                // where the umask or a chown would have changed them.
+                let create = || {
+                    crate::sys::openat(
+                        parent.as_fd(),
+                        name.as_os_str(),
+                        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW,
+                        Mode::from_bits_truncate(mode & 0o777),
+                    )
+                };
+                let fd = self
+                    .create_or_replace(&parent, &name, create)
+                    .map_err(|e| anyhow!("create: {e}"))?;
                 let mut file = File::from(fd);
-                let n = copy_with_holes(entry, &mut file).map_err(|e| anyhow!("write: {e}"))?;
+                let n = copy_with_holes(entry, &mut file, &mut self.buf)
+                    .map_err(|e| anyhow!("write: {e}"))?;
                 self.bytes += n;
                 self.files += 1;
                 if self.privileged {
@@ -145,8 +171,10 @@ impl Applier {
                     .map_err(|e| anyhow!("chown: {e}"))?;
                 }
                 // After chown, which clears setuid/setgid bits.
-                fchmod(file.as_raw_fd(), Mode::from_bits_truncate(mode))
-                    .map_err(|e| anyhow!("chmod: {e}"))?;
+                if mode & 0o7000 != 0 || mode & self.umask != 0 {
+                    fchmod(file.as_raw_fd(), Mode::from_bits_truncate(mode))
+                        .map_err(|e| anyhow!("chmod: {e}"))?;
+                }
                 if let Ok(Some(exts)) = entry.pax_extensions() {
                     for ext in exts.flatten() {
                         if let Some(attr) =
@@ -171,8 +199,10 @@ impl Applier {
                 let target = entry
                     .link_name()?
                     .ok_or_else(|| anyhow!("symlink without a target"))?;
-                symlinkat(target.as_ref(), Some(parent.as_raw_fd()), name.as_os_str())
-                    .map_err(|e| anyhow!("symlink: {e}"))?;
+                self.create_or_replace(&parent, &name, || {
+                    symlinkat(target.as_ref(), Some(parent.as_raw_fd()), name.as_os_str())
+                })
+                .map_err(|e| anyhow!("symlink: {e}"))?;
                 self.chown_at(&parent, &name, &header)?;
                 let t = mtime_of(&header);
                 let _ = utimensat(
@@ -195,13 +225,15 @@ impl Applier {
                 let tname = target_rel
                     .file_name()
                     .ok_or_else(|| anyhow!("hard link target has no name"))?;
-                linkat(
-                    Some(tparent.as_raw_fd()),
-                    tname,
-                    Some(parent.as_raw_fd()),
-                    name.as_os_str(),
-                    AtFlags::empty(),
-                )
+                self.create_or_replace(&parent, &name, || {
+                    linkat(
+                        Some(tparent.as_raw_fd()),
+                        tname,
+                        Some(parent.as_raw_fd()),
+                        name.as_os_str(),
+                        AtFlags::empty(),
+                    )
+                })
                 .map_err(|e| anyhow!("hard link to {}: {e}", target.display()))?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
@@ -226,6 +258,31 @@ impl Applier {
         Ok(())
     }
 
+    /// Runs `create`; where the name is taken (by a lower layer, or
+    /// earlier in this one) the old entry goes and `create` runs again.
+    /// Trying first spares a stat of every entry of a fresh tree.
+    fn create_or_replace<T>(
+        &mut self,
+        parent: &OwnedFd,
+        name: &std::ffi::OsStr,
+        mut create: impl FnMut() -> nix::Result<T>,
+    ) -> Result<T> {
+        match create() {
+            Err(Errno::EEXIST) => {
+                self.remove_in_the_way(parent, name)?;
+                Ok(create()?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Removes an entry a new one replaces (never following a symlink);
+    /// cached directory handles may name what was removed, so they go too.
+    fn remove_in_the_way(&mut self, parent: &OwnedFd, name: &std::ffi::OsStr) -> Result<()> {
+        self.parents.forget_all();
+        whiteouts::remove_entry(parent, name)
+    }
+
     fn make_node(
         &mut self,
         parent: &OwnedFd,
@@ -245,13 +302,15 @@ impl Applier {
                 h.device_major().ok().flatten().unwrap_or(0) as u64,
                 h.device_minor().ok().flatten().unwrap_or(0) as u64,
             );
-            mknodat(
-                Some(parent.as_raw_fd()),
-                name,
-                sflag,
-                Mode::from_bits_truncate(mode),
-                dev,
-            )
+            self.create_or_replace(parent, name, || {
+                mknodat(
+                    Some(parent.as_raw_fd()),
+                    name,
+                    sflag,
+                    Mode::from_bits_truncate(mode),
+                    dev,
+                )
+            })
             .map_err(|e| anyhow!("mknod: {e}"))?;
             self.chown_at(parent, name, h)?;
             fchmodat(
@@ -263,14 +322,17 @@ impl Applier {
             .map_err(|e| anyhow!("chmod: {e}"))?;
             return Ok(());
         }
-        drop(
+        let placeholder = || {
             crate::sys::openat(
                 parent.as_fd(),
                 name,
                 OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW,
                 Mode::from_bits_truncate(0o644),
             )
-            .map_err(|e| anyhow!("placeholder for device node: {e}"))?,
+        };
+        drop(
+            self.create_or_replace(parent, name, placeholder)
+                .map_err(|e| anyhow!("placeholder for device node: {e}"))?,
         );
         self.device_placeholders += 1;
         Ok(())
@@ -325,30 +387,35 @@ fn gid_of(h: &tar::Header) -> Gid {
     Gid::from_raw(h.gid().unwrap_or(0) as u32)
 }
 
-/// Clears the way for a new entry: a directory meeting a directory is
-/// kept (the layers merge), anything else is removed.
-fn replace_existing(parent: &OwnedFd, name: &std::ffi::OsStr, new_is_dir: bool) -> Result<()> {
-    match fstatat(Some(parent.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) => {
-            let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
-            if is_dir && new_is_dir {
-                return Ok(());
-            }
-            whiteouts::remove_entry(parent, name)
-        }
-        Err(Errno::ENOENT) => Ok(()),
-        Err(e) => bail!("stat: {e}"),
-    }
+/// Whether `name` in `parent` is a directory (not a symlink to one).
+fn is_dir_at(parent: &OwnedFd, name: &std::ffi::OsStr) -> Result<bool> {
+    let st = fstatat(Some(parent.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(|e| anyhow!("stat: {e}"))?;
+    Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
 }
+
+/// The process umask, from /proc (reading it with umask(2) means setting
+/// it, which another thread could observe). 0o022 where /proc says nothing.
+fn current_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
+const COPY_BLOCK: usize = 64 * 1024;
 
 /// Copies a file's contents, leaving each all-zero 64 KiB block as a hole.
 /// The content is the same, but a layer that declares gigabytes of zeros
 /// (a gzip bomb, or a GNU sparse entry whose 2 KiB header announces a
 /// 1 GiB hole) costs no disk.
-fn copy_with_holes(from: &mut impl Read, to: &mut File) -> std::io::Result<u64> {
+fn copy_with_holes(from: &mut impl Read, to: &mut File, buf: &mut [u8]) -> std::io::Result<u64> {
     use std::io::{Seek, SeekFrom, Write};
-    const BLOCK: usize = 64 * 1024;
-    let mut buf = vec![0u8; BLOCK];
+    const BLOCK: usize = COPY_BLOCK;
     let mut total = 0u64;
     let mut ends_in_hole = false;
     loop {
@@ -396,7 +463,7 @@ mod tests {
         data.extend_from_slice(b"tail");
         data.extend(std::iter::repeat_n(0u8, 3 << 20));
         let mut out = File::create(&path).unwrap();
-        let n = copy_with_holes(&mut &data[..], &mut out).unwrap();
+        let n = copy_with_holes(&mut &data[..], &mut out, &mut [0u8; COPY_BLOCK]).unwrap();
         drop(out);
         assert_eq!(n, data.len() as u64);
         let back = std::fs::read(&path).unwrap();

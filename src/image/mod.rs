@@ -7,6 +7,7 @@ pub mod config;
 pub mod decompress;
 pub mod digest;
 pub mod manifest;
+mod parent_dirs;
 mod printable;
 pub(crate) mod progress;
 pub mod source;

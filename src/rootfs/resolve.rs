@@ -78,6 +78,11 @@ pub enum Leaf {
 /// the rootfs, as runc does (CVE-2019-16884 / CVE-2021-30465 class).
 pub fn create_in_root(root: &OwnedFd, path: &Path, leaf: Leaf) -> Result<OwnedFd> {
     let mut want = relative(path);
+    // Most paths exist already: one lookup of the whole path, and the
+    // walk below only for what is missing.
+    if let Ok(fd) = open_in_root(root, &want) {
+        return Ok(fd);
+    }
     // The kernel's limit on symlinks in one lookup.
     for _ in 0..40 {
         match create_walk(root, &want, leaf, path)? {
