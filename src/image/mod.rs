@@ -8,6 +8,7 @@ pub mod decompress;
 pub mod digest;
 pub mod manifest;
 mod parent_dirs;
+mod pipeline;
 mod printable;
 pub(crate) mod progress;
 pub mod source;

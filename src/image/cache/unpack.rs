@@ -7,6 +7,7 @@ use crate::image::apply::Applier;
 use crate::image::decompress::decompress;
 use crate::image::digest::HashingReader;
 use crate::image::manifest::Resolved;
+use crate::image::pipeline;
 use crate::image::source::Source;
 use anyhow::{Context, Result};
 use std::fs;
@@ -35,16 +36,28 @@ impl Cache {
             let what = format!("{}: layer {} ({})", src.describe(), i + 1, layer.name);
             let (raw, _) = src.open_member(&layer.name).with_context(|| what.clone())?;
             let raw = progress.wrap(raw);
-            // blob hash (OCI only) → decompress → diff_id hash → apply
+            // blob hash (OCI only) → decompress → diff_id hash, on a second
+            // thread → apply, here.
             let blob = HashingReader::maybe(raw, layer.blob.is_some());
             let tar_stream = HashingReader::new(decompress(blob).with_context(|| what.clone())?);
-            let tar_stream = applier
-                .apply_layer(tar_stream)
-                .with_context(|| what.clone())?;
-            let decoded = tar_stream.finish_inner(&layer.diff_id, &what)?;
-            if let Some(expected) = &layer.blob {
-                decoded.into_inner_hashing().finish(expected, &what)?;
-            }
+            let (diff_id, blob_digest, w) =
+                (layer.diff_id.clone(), layer.blob.clone(), what.clone());
+            let (pipe, producer) = pipeline::spawn(tar_stream, move |s| {
+                let decoded = s.finish_inner(&diff_id, &w)?;
+                if let Some(expected) = &blob_digest {
+                    decoded.into_inner_hashing().finish(expected, &w)?;
+                }
+                Ok(())
+            })?;
+            let applied = applier
+                .apply_layer(pipe)
+                .with_context(|| what.clone())
+                .and_then(|rest| rest.drain().with_context(|| what.clone()));
+            // The thread is always waited for; the applier's error, if any,
+            // is the one that explains (the reader only sees it stopped).
+            let verified = producer.finish();
+            applied?;
+            verified?;
         }
         applier.finish()?;
         progress.done();
