@@ -13,6 +13,13 @@ use anyhow::{bail, Result};
 
 pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
     let arg = ImageArg::parse(&a.image);
+    if a.image.starts_with(crate::image::REGISTRY_PREFIX) {
+        bail!(
+            "{}: hpcc does not pull from registries yet; save the image to a file (docker save, podman save, or skopeo copy {} oci-archive:image.tar) and run that",
+            a.image,
+            a.image
+        );
+    }
     if !arg.path.exists() {
         bail!("{}: no such image file or directory", arg.path.display());
     }

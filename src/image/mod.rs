@@ -49,16 +49,30 @@ impl ImageArg {
         }
     }
 
-    /// True when the path looks like an image: an OCI layout directory, or
-    /// a file that is a tar archive (the format check comes later).
+    /// True when the path looks like an image: an OCI layout directory, a
+    /// file that is a tar archive (the format check comes later), or a
+    /// missing path whose name is plainly an image's.
     pub fn looks_like_image(&self) -> bool {
         let p = &self.path;
+        if !p.exists() {
+            return plainly_an_image_name(&p.to_string_lossy());
+        }
         if p.is_dir() {
             return p.join("oci-layout").is_file()
                 || (p.join("index.json").is_file() && p.join("blobs").is_dir());
         }
         is_tar(p)
     }
+}
+
+/// Image file endings, and the registry transport: a name like these is
+/// meant as an image even when no such file exists, so it gets an image
+/// error ("no such image"), never runc's missing config.json.
+const IMAGE_ENDINGS: &[&str] = &[".tar", ".tar.gz", ".tgz", ".tar.zst", ".oci"];
+pub const REGISTRY_PREFIX: &str = "docker://";
+
+pub fn plainly_an_image_name(arg: &str) -> bool {
+    arg.starts_with(REGISTRY_PREFIX) || IMAGE_ENDINGS.iter().any(|e| arg.ends_with(e))
 }
 
 /// A ustar or GNU tar header: the magic docker, podman and skopeo write.
@@ -95,6 +109,11 @@ mod tests {
         assert_eq!(a.reference.as_deref(), Some("v2"));
         assert_eq!(ImageArg::parse("nosuch.tar@x").reference, None);
         assert!(!ImageArg::parse(s).looks_like_image());
+        // Missing, but plainly meant as an image; a runc id is not.
+        for name in ["nosuch.tar", "x/y.tar.gz", "img.oci", "docker://busybox:1"] {
+            assert!(ImageArg::parse(name).looks_like_image(), "{name}");
+        }
+        assert!(!ImageArg::parse("container-1").looks_like_image());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -230,6 +230,21 @@ fn non_images_get_one_clear_error() {
     );
     fails_with(
         &env.run(&["run", "/no/such/image.tar", "--", "true"]),
-        &["/no/such/image.tar"],
+        &["/no/such/image.tar", "no such image"],
+    );
+    // Without "--", a name plainly meant as an image is still one: never
+    // runc's "reading config.json".
+    for name in ["missing.tar", "missing.oci", "docker://busybox:latest"] {
+        let o = env.run(&["run", name]);
+        fails_with(&o, &[name]);
+        assert!(
+            !String::from_utf8_lossy(&o.stderr).contains("config.json"),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    fails_with(
+        &env.run(&["run", "docker://busybox:latest", "--", "true"]),
+        &["does not pull from registries yet", "skopeo copy"],
     );
 }
