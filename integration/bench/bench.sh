@@ -16,7 +16,7 @@ RUNS=${BENCH_RUNS:-20}
 
 if [ "$(id -u)" = 0 ]; then
     need=""
-    for t in hyperfine:hyperfine ch-run:charliecloud crun:crun runc:runc umoci:umoci strace:strace \
+    for t in hyperfine:hyperfine zstd:zstd ch-run:charliecloud crun:crun runc:runc umoci:umoci strace:strace \
         mpirun:openmpi-bin python3:python3 busybox:busybox-static setpriv:util-linux; do
         command -v "${t%%:*}" >/dev/null || need="$need ${t##*:}"
     done
@@ -131,6 +131,32 @@ hf cold_unpack -w 1 -r 3 \
 # Peak RSS of each unpacker (one run each).
 rss() { run_as sh -c "chmod -R u+rwX $W/cold 2>/dev/null; rm -rf $W/cold; mkdir -p $W/cold; /usr/bin/time -f %M $* >/dev/null 2>$W/out/rss.tmp; tail -1 $W/out/rss.tmp"; }
 echo "{\"hpcc\": $(rss env HPCC_CACHE_DIR=$W/cold "$H" run -q "$W/mpi-gz.tar" -- true), \"tar\": $(rss tar -C "$W/cold" -xzf "$W/layer.tar.gz"), \"umoci\": $(rss umoci unpack --rootless --image "$W/layout:bench" "$W/cold/bundle")}" >"$W/out/rss.json"
+
+# 3b. Cold unpack of synthetic images of many small files (20 KB each):
+#     25,000 and 100,000 files (0.5 and 2 GB), gzip and zstd, against GNU
+#     tar on the same layer. 25k against 100k shows whether the time grows
+#     linearly with entries and bytes.
+SYN_FILES=${BENCH_SYNTHETIC_FILES:-100000}
+for n in $((SYN_FILES / 4)) "$SYN_FILES"; do
+    S=$W/syn-$n
+    python3 "$HERE/synthetic_image.py" "$n" 20000 "$S"
+    gzip -1 -c "$S/layer.tar" >"$S/layer.tar.gz"
+    zstd -q -1 -c "$S/layer.tar" >"$S/layer.tar.zst"
+    rm "$S/layer.tar"
+    python3 "$HERE/oci_from_layer.py" "$S/layer.tar.gz" "$S" "$S/lgz" "$S/gz.tar" gzip
+    python3 "$HERE/oci_from_layer.py" "$S/layer.tar.zst" "$S" "$S/lzst" "$S/zst.tar" zstd
+    rm -rf "$S/lgz" "$S/lzst"
+    chmod -R a+rX "$S"
+    sync
+    hf "synthetic_$n" -w 0 -r 3 \
+        --prepare "sh -c 'chmod -R u+rwX $W/cold 2>/dev/null; rm -rf $W/cold; mkdir -p $W/cold; sync'" \
+        -n hpcc-gzip "env HPCC_CACHE_DIR=$W/cold $H run -q $S/gz.tar -- true" \
+        -n tar-gzip "tar -C $W/cold -xzf $S/layer.tar.gz" \
+        -n hpcc-zstd "env HPCC_CACHE_DIR=$W/cold $H run -q $S/zst.tar -- true" \
+        -n tar-zstd "tar -C $W/cold --zstd -xf $S/layer.tar.zst"
+    rm -rf "$S"
+done
+echo "$SYN_FILES" >"$W/out/synthetic-files.txt"
 
 # 4. Concurrent cold starts of one image: N ranks at once, one unpack.
 cat >"$W/ranks" <<SH

@@ -28,6 +28,13 @@ def syscalls(name):
     m = re.search(r"^\s*100\.00\s+\S+\s+\S+\s+(\d+)", text, re.M)
     return int(m.group(1)) if m else None
 
+def synthetic_sizes():
+    p = os.path.join(out, "synthetic-files.txt")
+    if not os.path.exists(p):
+        return []
+    n = int(open(p).read())
+    return [n // 4, n]
+
 res = {
     "date": time.strftime("%Y-%m-%d"),
     "machine": f"{platform.machine()}, {os.cpu_count()} cores, kernel {platform.release()}",
@@ -37,6 +44,7 @@ res = {
     "cold_unpack": hyperfine("cold_unpack"),
     "cold_unpack_peak_rss_kb": json.load(open(os.path.join(out, "rss.json"))),
     "concurrent": hyperfine("concurrent"),
+    "synthetic": {n: hyperfine(f"synthetic_{n}") for n in synthetic_sizes()},
     "pingpong_native": pingpong("pp-native.txt"),
     "pingpong_hpcc": pingpong("pp-hpcc.txt"),
     "startup_syscalls": {"hpcc": syscalls("strace-hpcc.txt"), "ch-run": syscalls("strace-chrun.txt")},
@@ -75,7 +83,21 @@ if c:
     rss = res["cold_unpack_peak_rss_kb"]
     row("cold unpack, MPI image (gzip)", f"{c['hpcc']['median_ms']:.0f} ms ({mbps(c['hpcc']['median_ms']):.0f} MB/s, {rss['hpcc']/1024:.0f} MB RSS)",
         f"tar -xzf {c['tar']['median_ms']:.0f} ms ({rss['tar']/1024:.0f} MB RSS), umoci {c['umoci']['median_ms']:.0f} ms ({rss['umoci']/1024:.0f} MB RSS)",
-        ratio(c["hpcc"]["median_ms"], c["tar"]["median_ms"]), "<= 1.0x tar, RSS < 50 MB")
+        ratio(c["hpcc"]["median_ms"], c["tar"]["median_ms"]), "<= 0.8x tar, RSS < 50 MB")
+syn = res["synthetic"]
+for n, s in syn.items():
+    if not s:
+        continue
+    for comp in ("gzip", "zstd"):
+        row(f"cold unpack, synthetic {n:,} x 20 KB files ({comp})", f"{s['hpcc-' + comp]['median_ms']:.0f} ms",
+            f"tar {s['tar-' + comp]['median_ms']:.0f} ms", ratio(s["hpcc-" + comp]["median_ms"], s["tar-" + comp]["median_ms"]), "<= 0.8x tar")
+sizes = [n for n in syn if syn[n]]
+if len(sizes) == 2:
+    small, big = sorted(sizes)
+    for comp in ("gzip", "zstd"):
+        row(f"  growth {small:,} -> {big:,} files ({comp})",
+            f"{syn[big]['hpcc-' + comp]['median_ms'] / syn[small]['hpcc-' + comp]['median_ms']:.2f}x time",
+            f"{big / small:.0f}x files and bytes", None, "linear")
 n = res["concurrent"]
 if n:
     for k in ("N2", "N4", "N8", "N16"):
