@@ -167,7 +167,8 @@ wait
 SH
 chmod 755 "$W/ranks"
 hf concurrent -w 1 -r 3 --prepare "sh -c 'chmod -R u+rwX $W/conc 2>/dev/null; rm -rf $W/conc'" \
-    -n N1 "$W/ranks 1" -n N2 "$W/ranks 2" -n N4 "$W/ranks 4" -n N8 "$W/ranks 8" -n N16 "$W/ranks 16"
+    -n N1 "$W/ranks 1" -n N2 "$W/ranks 2" -n N4 "$W/ranks 4" -n N8 "$W/ranks 8" -n N16 "$W/ranks 16" \
+    -n N64 "$W/ranks 64"
 
 # 5. MPI ping-pong, native against hpcc, the same binary.
 tar -xOf "$W/mpi.tar" "$(tar -tf "$W/mpi.tar" | grep layer.tar | head -1)" | tar -xOf - ./usr/local/bin/pingpong >"$W/pingpong"
