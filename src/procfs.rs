@@ -69,8 +69,47 @@ pub fn ns_id(pid: i32, ns: &str) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
-/// `root` and all of its descendants, from one scan of /proc.
+/// `root` and all of its descendants: from each process's
+/// `task/*/children` lists (a few reads), or from one scan of every
+/// process's stat where the kernel lacks those lists
+/// (CONFIG_PROC_CHILDREN). A machine may run thousands of processes, and
+/// every foreground `run` asks this once.
 pub fn descendants(root: i32) -> Vec<i32> {
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        match children(out[i]) {
+            Some(kids) => out.extend(kids),
+            None => return descendants_by_scan(root),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The children of `pid` (of every thread of it); None when the kernel
+/// does not list them. A process that is gone has none.
+fn children(pid: i32) -> Option<Vec<i32>> {
+    let tasks = match fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(rd) => rd,
+        Err(_) => return Some(Vec::new()),
+    };
+    let mut out = Vec::new();
+    for t in tasks.flatten() {
+        let path = t.path().join("children");
+        match fs::read_to_string(&path) {
+            Ok(text) => out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !t.path().exists() => {}
+            Err(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+fn descendants_by_scan(root: i32) -> Vec<i32> {
     let parents: Vec<(i32, i32)> = all_pids()
         .into_iter()
         .filter_map(|p| Some((p, stat(p)?.ppid)))
@@ -111,6 +150,18 @@ mod tests {
         assert!(!is_alive(me, st.start_time + 1));
         assert!(!is_alive(0, 0));
         assert!(descendants(me).contains(&me));
+        // The children lists and the full scan both find a child (other
+        // tests start and reap children meanwhile, so only it is compared).
+        let mut kid = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let k = kid.id() as i32;
+        let (a, b) = (descendants(me), descendants_by_scan(me));
+        kid.kill().unwrap();
+        kid.wait().unwrap();
+        assert!(a.contains(&k) && a.contains(&me), "{a:?}");
+        assert!(b.contains(&k) && b.contains(&me), "{b:?}");
     }
 
     #[test]

@@ -101,6 +101,14 @@ fn cgroup_limits_apply_as_root_and_fail_clearly_without_a_writable_cgroup() {
         !std::path::Path::new(&pids_file).exists(),
         "delete removes the cgroup"
     );
+    // From every hierarchy, not only the ones the test reads.
+    let left: Vec<_> = fs::read_dir("/sys/fs/cgroup")
+        .expect("/sys/fs/cgroup")
+        .flatten()
+        .map(|h| h.path().join(expected.trim_start_matches('/')))
+        .filter(|d| d.exists())
+        .collect();
+    assert!(left.is_empty(), "delete left {left:?}");
     env.assert_clean(&id, Some(&init), &bundle);
 }
 

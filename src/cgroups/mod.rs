@@ -9,6 +9,8 @@ use libcgroups::common::{
 use oci_spec::runtime::{LinuxResources, Spec};
 use std::path::{Path, PathBuf};
 
+mod v1_remove;
+
 /// Where a container's cgroup is, as recorded in its state.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CgroupRef {
@@ -119,6 +121,10 @@ pub fn join(c: &CgroupRef, id: &str, pid: i32) -> Result<()> {
 
 /// Removes the cgroup once its processes are gone.
 pub fn remove(c: &CgroupRef, id: &str) -> Result<()> {
+    // v1 and hybrid hosts without systemd: directly (see v1_remove.rs).
+    if !c.systemd && v1_remove::remove(&c.path)? {
+        return Ok(());
+    }
     manager(c, id)?
         .remove()
         .map_err(|e| anyhow!("removing cgroup {}: {e}", c.path.display()))
