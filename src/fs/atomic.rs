@@ -6,9 +6,21 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// Writes `data` to a temporary file beside `path`, fsyncs it and renames it
-/// into place.
+/// Writes `data` to a temporary file beside `path` and renames it into
+/// place. For runtime state (state.json, pid files), which describes
+/// processes that a reboot ends anyway: no fsync, as runc and crun do, since
+/// on a disk-backed state directory it cost ~0.8 ms per write here.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    write_replacing(path, data, mode, false)
+}
+
+/// Like [`write_atomic`], and fsynced before the rename: for what must
+/// survive a crash (the image cache's references).
+pub fn write_durable(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    write_replacing(path, data, mode, true)
+}
+
+fn write_replacing(path: &Path, data: &[u8], mode: u32, sync: bool) -> Result<()> {
     let parent = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -32,7 +44,9 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if let Err(e) = result {

@@ -7,7 +7,7 @@ mod atomic;
 pub mod host_tools;
 mod remove;
 
-pub use atomic::write_atomic;
+pub use atomic::{write_atomic, write_durable};
 pub use remove::{remove_tree, remove_tree_at};
 
 use anyhow::{anyhow, Result};

@@ -20,7 +20,7 @@ use super::digest::Digest;
 use super::manifest::{self, Resolved};
 use super::printable::printable;
 use super::source::Source;
-use crate::fs::{remove_tree, write_atomic};
+use crate::fs::{remove_tree, write_durable};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use refs::{identity_key, read_ref, RefEntry};
@@ -211,7 +211,7 @@ impl Cache {
             source: fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
             reference: resolved.reference.clone(),
         };
-        write_atomic(&ref_file, &serde_json::to_vec(&entry)?, 0o600)?;
+        write_durable(&ref_file, &serde_json::to_vec(&entry)?, 0o600)?;
         Ok(img)
     }
 
