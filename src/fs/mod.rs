@@ -1,5 +1,5 @@
 //! Filesystem helpers that several layers need: handles on directories,
-//! atomic file replacement, removal of whole trees without following
+//! atomic file replacement, reading a buffer full, removal of whole trees without following
 //! symlinks, and finding host programs whatever PATH says. A leaf: it
 //! knows `sys` and nothing above it.
 
@@ -15,6 +15,21 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+/// Reads until `buf` is full or the stream ends; the bytes read. A short
+/// count means the end, never a short read (which `read` alone allows).
+pub fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut len = 0;
+    while len < buf.len() {
+        match r.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(len)
+}
 
 /// An O_PATH handle on directory `dir`.
 pub fn open_dir_path(dir: &Path) -> Result<OwnedFd> {

@@ -415,19 +415,10 @@ const COPY_BLOCK: usize = 64 * 1024;
 /// 1 GiB hole) costs no disk.
 fn copy_with_holes(from: &mut impl Read, to: &mut File, buf: &mut [u8]) -> std::io::Result<u64> {
     use std::io::{Seek, SeekFrom, Write};
-    const BLOCK: usize = COPY_BLOCK;
     let mut total = 0u64;
     let mut ends_in_hole = false;
     loop {
-        let mut len = 0;
-        while len < BLOCK {
-            match from.read(&mut buf[len..]) {
-                Ok(0) => break,
-                Ok(n) => len += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let len = crate::fs::read_full(from, buf)?;
         if len == 0 {
             break;
         }
@@ -439,7 +430,7 @@ fn copy_with_holes(from: &mut impl Read, to: &mut File, buf: &mut [u8]) -> std::
             ends_in_hole = false;
         }
         total += len as u64;
-        if len < BLOCK {
+        if len < buf.len() {
             break;
         }
     }

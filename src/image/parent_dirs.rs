@@ -53,14 +53,13 @@ impl ParentDirs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::fcntl::OFlag;
     use nix::sys::stat::Mode;
 
     fn scratch(tag: &str) -> (PathBuf, OwnedFd) {
         let dir = std::env::temp_dir().join(format!("hpcc-parents-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let fd = crate::sys::open(&dir, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        let fd = crate::fs::open_dir_path(&dir).unwrap();
         (dir, fd)
     }
 

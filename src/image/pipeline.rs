@@ -66,7 +66,7 @@ fn produce<R: Read, T>(
     loop {
         let mut buf = recycled.try_recv().unwrap_or_default();
         buf.resize(CHUNK, 0);
-        let n = match fill(&mut stream, &mut buf) {
+        let n = match crate::fs::read_full(&mut stream, &mut buf) {
             Ok(n) => n,
             Err(e) => {
                 let copy = io::Error::new(e.kind(), e.to_string());
@@ -86,20 +86,6 @@ fn produce<R: Read, T>(
     // Closing the queue is the consumer's end of file.
     drop(tx);
     done(stream)
-}
-
-/// Reads until `buf` is full or the stream ends.
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut len = 0;
-    while len < buf.len() {
-        match r.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(len)
 }
 
 impl Read for PipeReader {
