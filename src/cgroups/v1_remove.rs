@@ -77,7 +77,8 @@ fn remove_dir(dir: &Path) -> Result<()> {
         );
     }
     let mut delay = Duration::from_millis(10);
-    for attempt in 0.. {
+    let mut attempt = 0;
+    loop {
         let r = std::fs::remove_dir(dir)
             .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
         match r {
@@ -85,11 +86,11 @@ fn remove_dir(dir: &Path) -> Result<()> {
             Err(Errno::EBUSY) if attempt < 8 => {
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_millis(200));
+                attempt += 1;
             }
             Err(e) => bail!("removing cgroup {}: {e}", dir.display()),
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
