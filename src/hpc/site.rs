@@ -136,11 +136,49 @@ impl SiteConfig {
     }
 }
 
-/// Expands $USER and $HOME (and ${USER}, ${HOME}) from our environment.
+/// Expands $USER and $HOME (and ${USER}, ${HOME}) from our environment,
+/// else from the passwd entry: a Slurm prolog, cron or `srun --export=NONE`
+/// may leave them unset, and a cache_dir of "/var/tmp/hpcc-" would then be
+/// shared by every user of the node.
 pub fn expand(s: &str) -> String {
+    if !s.contains('$') {
+        return s.to_string();
+    }
+    let uid = nix::unistd::geteuid();
+    let user = std::cell::OnceCell::new();
+    let passwd = || {
+        user.get_or_init(|| nix::unistd::User::from_uid(uid).ok().flatten())
+            .clone()
+    };
+    expand_with(s, |var| {
+        let env = std::env::var(var).ok().filter(|v| !v.is_empty());
+        env.unwrap_or_else(|| {
+            let entry = passwd().map(|u| (u.name, u.dir));
+            from_passwd(var, entry, uid.as_raw())
+        })
+    })
+}
+
+/// USER or HOME where the environment has none.
+fn from_passwd(var: &str, entry: Option<(String, PathBuf)>, uid: u32) -> String {
+    match (var, entry) {
+        ("USER", Some((name, _))) => name,
+        ("HOME", Some((_, dir))) => dir.display().to_string(),
+        // No passwd entry (a uid from LDAP that is down): the number still
+        // keeps users apart.
+        ("USER", None) => uid.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The pure half of [`expand`]: `lookup` answers USER and HOME.
+fn expand_with(s: &str, lookup: impl Fn(&str) -> String) -> String {
     let mut out = s.to_string();
     for var in ["USER", "HOME"] {
-        let val = std::env::var(var).unwrap_or_default();
+        if !out.contains(var) {
+            continue;
+        }
+        let val = lookup(var);
         out = out
             .replace(&format!("${{{var}}}"), &val)
             .replace(&format!("${var}"), &val);
@@ -185,6 +223,32 @@ pub fn glob_files(pattern: &str) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_and_home_are_expanded_in_both_spellings() {
+        let look = |v: &str| {
+            if v == "USER" {
+                "ann".into()
+            } else {
+                "/home/ann".into()
+            }
+        };
+        assert_eq!(
+            expand_with("/var/tmp/hpcc-$USER", look),
+            "/var/tmp/hpcc-ann"
+        );
+        assert_eq!(expand_with("${HOME}/c/${USER}x", look), "/home/ann/c/annx");
+        assert_eq!(expand_with("/plain", |_| unreachable!()), "/plain");
+    }
+
+    #[test]
+    fn an_unset_user_comes_from_passwd_or_the_uid() {
+        let ann = || Some(("ann".to_string(), PathBuf::from("/home/ann")));
+        assert_eq!(from_passwd("USER", ann(), 1000), "ann");
+        assert_eq!(from_passwd("HOME", ann(), 1000), "/home/ann");
+        assert_eq!(from_passwd("USER", None, 1000), "1000");
+        assert_eq!(from_passwd("HOME", None, 1000), "");
+    }
 
     #[test]
     fn parses_every_key_and_refuses_unknown_ones() {
