@@ -245,7 +245,8 @@ pub struct RunImageArgs {
     #[arg(long = "join-timeout", value_name = "SECS", default_value_t = 60)]
     pub join_timeout: u64,
     /// Write a JSON record of what defines this run (image and layer
-    /// digests, hpcc version, kernel, binds, devices, driver, env keys)
+    /// digests, hpcc version, kernel, binds, devices, driver, env keys,
+    /// rank and job); in FILE, %r is the rank, %h the host, %j the job
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
     /// Image tar or OCI layout directory, optionally @REF or :TAG

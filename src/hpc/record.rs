@@ -2,6 +2,11 @@
 //! years later: image and layer digests, hpcc's version, the kernel, the
 //! binds, devices and CDI devices, the GPU driver, and the environment's keys (not its
 //! values, which may hold secrets).
+//!
+//! Under a launcher every rank writes one, so the path may hold `%r` (the
+//! rank), `%h` (the node's hostname) and `%j` (the job), as in
+//! `--record /shared/job/run-%j-%r.json`: together the files say what ran
+//! where, job-wide.
 
 use super::node_join::JoinGroup;
 use super::HpcPlan;
@@ -33,6 +38,77 @@ fn libcuda_version(path: &str) -> Option<String> {
     (v.contains('.') && v.chars().all(|c| c.is_ascii_digit() || c == '.')).then(|| v.to_string())
 }
 
+/// The launcher's view of this process: rank and job, from whichever of
+/// Slurm, Open MPI, PMIx or a PMI launcher (MPICH's hydra) started it.
+#[derive(Debug, Default, PartialEq)]
+pub struct RankInfo {
+    pub rank: Option<String>,
+    pub job: Option<String>,
+}
+
+impl RankInfo {
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> RankInfo {
+        let first = |keys: &[&str]| keys.iter().find_map(|k| get(k).filter(|v| !v.is_empty()));
+        RankInfo {
+            rank: first(&[
+                "SLURM_PROCID",
+                "OMPI_COMM_WORLD_RANK",
+                "PMIX_RANK",
+                "PMI_RANK",
+            ]),
+            job: first(&[
+                "SLURM_JOB_ID",
+                "OMPI_MCA_ess_base_jobid",
+                "PMIX_NAMESPACE",
+                "PMI_ID",
+            ])
+            .map(|j| {
+                match get("SLURM_STEP_ID").filter(|_| get("SLURM_JOB_ID").is_some()) {
+                    Some(step) => format!("{j}.{step}"),
+                    None => j,
+                }
+            }),
+        }
+    }
+}
+
+/// Fills in `%r`, `%h`, `%j` and `%%`. A pattern a launcher cannot fill
+/// (`%r` with no launcher) is an error: every rank would otherwise write
+/// the same file.
+pub fn expand_path(pattern: &Path, who: &RankInfo, host: &str) -> Result<std::path::PathBuf> {
+    let text = pattern.to_string_lossy();
+    if !text.contains('%') {
+        return Ok(pattern.to_path_buf());
+    }
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let (what, value) = match chars.next() {
+            Some('r') => ("a rank", who.rank.as_deref()),
+            Some('j') => ("a job", who.job.as_deref()),
+            Some('h') => ("a hostname", Some(host)),
+            Some('%') => ("", Some("%")),
+            other => anyhow::bail!(
+                "--record {}: unknown %{} (use %r, %h, %j or %%)",
+                pattern.display(),
+                other.map(String::from).unwrap_or_default()
+            ),
+        };
+        match value {
+            Some(v) => out.push_str(v),
+            None => anyhow::bail!(
+                "--record {}: no launcher gave this process {what} to fill it in",
+                pattern.display()
+            ),
+        }
+    }
+    Ok(out.into())
+}
+
 pub fn write(
     path: &Path,
     img: &CachedImage,
@@ -44,6 +120,9 @@ pub fn write(
     let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
         uts.as_ref().map(|u| f(u).to_string_lossy().into_owned())
     };
+    let host = field(|u| u.nodename()).unwrap_or_default();
+    let who = RankInfo::from_env(|k| std::env::var(k).ok());
+    let path = expand_path(path, &who, &host)?;
     let process = spec.process().as_ref();
     let mut env_keys: Vec<&str> = plan.env.iter().map(|(k, _)| k.as_str()).collect();
     env_keys.sort_unstable();
@@ -69,14 +148,79 @@ pub fn write(
         "devices": plan.devices.found,
         "cdiDevices": plan.devices.cdi_devices,
         "envKeys": env_keys,
+        "rank": who.rank,
+        "job": who.job,
         "join": group.map(|g| json!({"launcher": g.launcher, "localSize": g.local_size})),
     });
     let text = serde_json::to_string_pretty(&record)? + "\n";
-    std::fs::write(path, text).with_context(|| format!("--record {}", path.display()))
+    // Atomic: a job-wide record is read while other ranks still write.
+    crate::fs::write_atomic(&path, text.as_bytes(), 0o644)
+        .with_context(|| format!("--record {}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(v: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = v
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn rank_and_job_come_from_whichever_launcher_started_us() {
+        let slurm = RankInfo::from_env(env(&[
+            ("SLURM_PROCID", "5"),
+            ("SLURM_JOB_ID", "12"),
+            ("SLURM_STEP_ID", "0"),
+            ("PMIX_RANK", "5"),
+        ]));
+        assert_eq!(slurm.rank.as_deref(), Some("5"));
+        assert_eq!(slurm.job.as_deref(), Some("12.0"));
+        let ompi = RankInfo::from_env(env(&[
+            ("OMPI_COMM_WORLD_RANK", "3"),
+            ("OMPI_MCA_ess_base_jobid", "4242"),
+        ]));
+        assert_eq!(ompi.rank.as_deref(), Some("3"));
+        assert_eq!(ompi.job.as_deref(), Some("4242"));
+        assert_eq!(RankInfo::from_env(env(&[])), RankInfo::default());
+    }
+
+    #[test]
+    fn record_paths_take_rank_host_and_job() {
+        let who = RankInfo {
+            rank: Some("7".into()),
+            job: Some("12.0".into()),
+        };
+        let p = expand_path(Path::new("/s/run-%j-%h-%r.json"), &who, "n2").unwrap();
+        assert_eq!(p, Path::new("/s/run-12.0-n2-7.json"));
+        let p = expand_path(Path::new("/s/100%%.json"), &who, "n2").unwrap();
+        assert_eq!(p, Path::new("/s/100%.json"));
+        let plain = expand_path(Path::new("/s/run.json"), &RankInfo::default(), "n2").unwrap();
+        assert_eq!(plain, Path::new("/s/run.json"));
+    }
+
+    #[test]
+    fn record_patterns_that_cannot_be_filled_are_refused() {
+        let e = expand_path(Path::new("/s/run-%r.json"), &RankInfo::default(), "h").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no launcher gave this process a rank"),
+            "{e}"
+        );
+        let who = RankInfo {
+            rank: Some("1".into()),
+            job: None,
+        };
+        let e = expand_path(Path::new("/s/run-%x.json"), &who, "h").unwrap_err();
+        assert!(e.to_string().contains("unknown %x"), "{e}");
+        assert!(expand_path(Path::new("/s/run-%"), &who, "h").is_err());
+    }
+
     #[test]
     fn the_driver_version_is_read_from_the_libcuda_file_name() {
         assert_eq!(
