@@ -45,17 +45,30 @@ if [ "$(id -u)" = 0 ]; then
     id -u "$TEST_USER" >/dev/null 2>&1 || useradd -m "$TEST_USER"
     home=$(getent passwd "$TEST_USER" | cut -d: -f6)
     mkdir -m 700 "$WORK/tmp" && chown "$TEST_USER:" "$WORK/tmp"
-    # Slurm's daemons need root: one cluster for the user's suites.
+    # Slurm's daemons need root: one cluster for the user's suites, and
+    # one of three simulated nodes for the multi-node suite.
+    cleanup() {
+        for c in "$WORK/slurm" "$WORK/multinode"; do
+            [ -d "$c" ] && sh "$HERE/../slurm/stop-cluster.sh" "$c"
+        done
+        rm -rf "$WORK"
+    }
+    trap cleanup EXIT
     if command -v slurmd >/dev/null && printf '%s\n' "${suites[@]}" | grep -q 'slurm.bats$'; then
         mkdir "$WORK/slurm"
         sh "$HERE/../slurm/start-cluster.sh" "$WORK/slurm" >/dev/null
         export SLURM_TEST_DIR=$WORK/slurm
-        trap 'sh "$HERE/../slurm/stop-cluster.sh" "$WORK/slurm"; rm -rf "$WORK"' EXIT
+    fi
+    if command -v slurmd >/dev/null && printf '%s\n' "${suites[@]}" | grep -q 'multinode.bats$'; then
+        mkdir "$WORK/multinode"
+        # WORK holds hpcc, the images and the suites: shared with every node.
+        sh "$HERE/../slurm/start-cluster.sh" "$WORK/multinode" --nodes 3 --share "$WORK" >/dev/null
+        export MULTINODE_TEST_DIR=$WORK/multinode
     fi
     # The clone may sit where the user cannot read (CI clones as root):
     # the user runs copies of the suites.
     mkdir -p "$WORK/suites/clients"
-    cp -r "$HERE/../slurm" "$WORK/suites/"
+    cp -r "$HERE/../slurm" "$HERE/../cluster" "$WORK/suites/"
     cp "$HERE"/lib.bash "$HERE"/*.bats "$WORK/suites/clients/"
     chmod -R a+rX "$WORK/suites"
     echo "=== client suites as $TEST_USER ==="
@@ -67,8 +80,20 @@ if [ "$(id -u)" = 0 ]; then
             HPCC="$HPCC" HPCC_IMAGE="$HPCC_IMAGE" HPCC_IMAGE_TAG="$HPCC_IMAGE_TAG" \
             HPCC_MPI_IMAGE="$HPCC_MPI_IMAGE" HPCC_REQUIRE_CLIENTS="${HPCC_REQUIRE_CLIENTS:-0}" \
             ${SLURM_TEST_DIR:+SLURM_TEST_DIR=$SLURM_TEST_DIR} \
+            ${MULTINODE_TEST_DIR:+MULTINODE_TEST_DIR=$MULTINODE_TEST_DIR} \
             bats --print-output-on-failure "$s") </dev/null | tee -a "$TAP" || failed+=("$(basename "$s") as $TEST_USER")
     done
+    # The user's cluster must end as cleanly as root's (multinode.bats
+    # checks that one itself).
+    if [ -n "${MULTINODE_TEST_DIR:-}" ]; then
+        sh "$HERE/../slurm/stop-cluster.sh" "$MULTINODE_TEST_DIR"
+        if sh "$HERE/../slurm/check-stopped.sh" "$MULTINODE_TEST_DIR"; then
+            echo "ok - the rootless run's 3-node cluster stopped leaving nothing behind" | tee -a "$TAP"
+        else
+            echo "not ok - the rootless run's 3-node cluster left something behind" | tee -a "$TAP"
+            failed+=("multinode cluster teardown")
+        fi
+    fi
 fi
 
 passed=$(grep -c '^ok ' "$TAP" || true)

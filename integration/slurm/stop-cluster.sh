@@ -39,6 +39,12 @@ stop() {
 
 # Order: compute node, then controller, then munge (both Slurm daemons
 # talk to munged while shutting down).
+for nd in "$DIR"/nodes/n*/; do
+    [ -d "$nd" ] || continue
+    stop "$(cat "$nd/spool/slurmd.pid" 2>/dev/null || true)" slurmd
+    stop "$(cat "$nd/rshd.pid" 2>/dev/null || true)" node-rshd
+    rm -f "$nd/spool/slurmd.pid" "$nd/rshd.pid"
+done
 for d in slurmd slurmctld munged; do
     pid=$(cat "$DIR/$d.pid" 2>/dev/null || true)
     stop "$pid" "$d"
@@ -52,9 +58,16 @@ done
 for p in /proc/[0-9]*; do
     pid=${p#/proc/}
     name=$(cat "$p/comm" 2>/dev/null) || continue
-    case "$name" in slurmstepd|slurmscriptd|slurmd|slurmctld|munged) ;; *) continue ;; esac
+    case "$name" in slurmstepd|slurmscriptd|slurmd|slurmctld|munged|node-rshd) ;; *) continue ;; esac
     if ls -l "$p/fd" 2>/dev/null | grep -qF -- "-> $DIR/"; then
         stop "$pid" "$name"
     fi
 done
+
+# Simulated nodes last: their holders keep the namespaces, mounts and veth
+# devices, and the bridge goes with them.
+if [ -f "$DIR/net" ]; then
+    . "$(dirname "$0")/nodes.sh"
+    remove_nodes "$DIR"
+fi
 exit 0
