@@ -141,8 +141,9 @@ guest-conformance: build guest-images
 		integration/guests/conformance.sh hpcc=$(abspath $(BIN)) validation.sh=integration/conformance/validation.sh \
 		runtime-tools=$(RUNTIME_TOOLS)
 
-# Real clients against the built binary: containerd (ctr), Docker, podman
-# and a one-node Slurm cluster, as root and (podman, Slurm) as TEST_USER.
+# Real clients against the built binary: containerd (ctr), Docker, podman,
+# a one-node Slurm cluster and a simulated three-node Slurm + Open MPI
+# cluster, as root and (podman, Slurm, multi-node) as TEST_USER.
 integration: build mpi-image
 	TEST_USER=$(TEST_USER) bash integration/clients/run.sh $(abspath $(BIN))
 
