@@ -186,6 +186,26 @@ JOB
     assert_one_unpack_per_node "$output"
 }
 
+@test "multinode: a rank sees its own node's /tmp and abstract sockets, never another node's" {
+    # Each node's rank leaves a mark in /tmp and listens on an abstract
+    # socket named for the job; every rank then looks for all three.
+    run tmo srun -N 3 --ntasks-per-node=1 "$HPCC" run -q "$IMG" -- sh -c '
+        touch /tmp/mark-$SLURM_JOB_ID-$SLURM_NODEID
+        sleep 1
+        echo "node $SLURM_NODEID sees $(ls /tmp | grep -c "^mark-$SLURM_JOB_ID-") marks"
+        rm -f /tmp/mark-$SLURM_JOB_ID-$SLURM_NODEID'
+    [ "$status" -eq 0 ]
+    assert_eq "$(grep -c ' sees 1 marks$' <<<"$output")" 3 "nodes seeing only their own mark"
+    # perl-base is in every Debian image: a listener on @mark-JOB-NODE.
+    run tmo srun -N 3 --ntasks-per-node=1 "$HPCC" run -q "$IMG" -- sh -c '
+        perl -MSocket -e "socket(S, PF_UNIX, SOCK_STREAM, 0) or die; bind(S, pack_sockaddr_un(qq(\0mark-\$ARGV[0]))) or die; listen(S, 1); sleep 3" "$SLURM_JOB_ID-$SLURM_NODEID" &
+        sleep 1.5
+        echo "node $SLURM_NODEID sees $(grep -c "@mark-$SLURM_JOB_ID-" /proc/net/unix) abstract marks"
+        wait'
+    [ "$status" -eq 0 ]
+    assert_eq "$(grep -c ' sees 1 abstract marks$' <<<"$output")" 3 "nodes seeing only their own socket"
+}
+
 @test "multinode: the image on the shared filesystem, read cold by every node at once, unpacks intact and writes nothing there" {
     local before after want
     before=$(find "$CLUSTER/shared" -printf '%p %s %T@\n' | sort)
