@@ -120,6 +120,44 @@ unmount_under() { # DIR
     done
 }
 
+# The MPI test image (make mpi-image) must be there: a skip outside CI, a
+# failure under it.
+require_mpi_image() {
+    [ -f "${HPCC_MPI_IMAGE:-}" ] && return 0
+    [ "${HPCC_REQUIRE_CLIENTS:-0}" != 1 ] || {
+        echo "HPCC_MPI_IMAGE is not built (make mpi-image, as root)" >&2
+        return 1
+    }
+    skip "the MPI test image is not built (make mpi-image, as root)"
+}
+
+# The Slurm cluster a suite runs against, recorded in SUITE_WORK/cluster-dir:
+# root starts one of its own in SUITE_WORK/cluster (start-cluster.sh with
+# ARGS); a user takes the one run.sh started as root, named by the
+# variable RUNNER_VAR. Slurm's daemons need root, so a user without one
+# skips.
+start_or_use_cluster() { # RUNNER_VAR [START-CLUSTER ARGS...]
+    local runner=${!1:-} cluster
+    shift
+    if [ "$(id -u)" = 0 ]; then
+        cluster=$SUITE_WORK/cluster
+        mkdir "$cluster"
+        sh "$BATS_TEST_DIRNAME/../slurm/start-cluster.sh" "$cluster" "$@" >/dev/null
+    elif [ -n "$runner" ] && [ -f "$runner/env" ]; then
+        cluster=$runner
+    else
+        skip "a Slurm cluster needs root to start; run.sh starts one for the rootless run"
+    fi
+    echo "$cluster" >"$SUITE_WORK/cluster-dir"
+}
+
+# Stops the cluster start_or_use_cluster started (never run.sh's).
+stop_own_cluster() {
+    if [ "$(id -u)" = 0 ] && [ -d "$SUITE_WORK/cluster" ]; then
+        sh "$BATS_TEST_DIRNAME/../slurm/stop-cluster.sh" "$SUITE_WORK/cluster"
+    fi
+}
+
 # Everything a suite made: daemons are stopped by the caller first.
 remove_work_dir() {
     [ -n "${SUITE_WORK:-}" ] && [ -d "$SUITE_WORK" ] || return 0

@@ -29,27 +29,13 @@ setup_file() {
         require_cmd munged munge
         require_cmd ip iproute2
     fi
-    if [ ! -f "${HPCC_MPI_IMAGE:-}" ]; then
-        [ "${HPCC_REQUIRE_CLIENTS:-0}" != 1 ] || {
-            echo "HPCC_MPI_IMAGE is not built (make mpi-image, as root)" >&2
-            return 1
-        }
-        skip "the MPI test image is not built (make mpi-image, as root)"
-    fi
+    require_mpi_image
     make_work_dir multinode
-    if [ "$(id -u)" = 0 ]; then
-        mkdir "$SUITE_WORK/cluster"
-        # The binary and the image sit in the runner's directory in /tmp:
-        # shared, as an install on a parallel filesystem is.
-        sh "$SLURM_DIR/start-cluster.sh" "$SUITE_WORK/cluster" --nodes 3 \
-            --share "$(dirname "$HPCC")" --share "$(dirname "$HPCC_MPI_IMAGE")" >/dev/null
-        CLUSTER=$SUITE_WORK/cluster
-    elif [ -n "${MULTINODE_TEST_DIR:-}" ] && [ -f "$MULTINODE_TEST_DIR/env" ]; then
-        CLUSTER=$MULTINODE_TEST_DIR
-    else
-        skip "the simulated cluster needs root to start; run.sh starts one for the rootless run"
-    fi
-    echo "$CLUSTER" >"$SUITE_WORK/cluster-dir"
+    # The binary and the image sit in the runner's directory in /tmp:
+    # shared, as an install on a parallel filesystem is.
+    start_or_use_cluster MULTINODE_TEST_DIR --nodes 3 \
+        --share "$(dirname "$HPCC")" --share "$(dirname "$HPCC_MPI_IMAGE")"
+    CLUSTER=$(cat "$SUITE_WORK/cluster-dir")
     # This user's corner of the shared filesystem: the image and the
     # program, as a user would keep them on Lustre.
     local shared=$CLUSTER/shared/$(id -un)
@@ -61,9 +47,7 @@ setup_file() {
 
 teardown_file() {
     [ -n "${SUITE_WORK:-}" ] || return 0
-    if [ "$(id -u)" = 0 ] && [ -d "$SUITE_WORK/cluster" ]; then
-        sh "$SLURM_DIR/stop-cluster.sh" "$SUITE_WORK/cluster"
-    fi
+    stop_own_cluster
     # The cluster of run.sh outlives us: take this user's files off it.
     local c
     c=$(cat "$SUITE_WORK/cluster-dir" 2>/dev/null) || true

@@ -9,7 +9,6 @@
 
 load lib
 
-SLURM_DIR="$BATS_TEST_DIRNAME/../slurm"
 
 setup_file() {
     require_cmd srun slurm-client
@@ -19,31 +18,14 @@ setup_file() {
         require_cmd slurmd slurmd
         require_cmd munged munge
     fi
-    if [ ! -f "${HPCC_MPI_IMAGE:-}" ]; then
-        [ "${HPCC_REQUIRE_CLIENTS:-0}" != 1 ] || {
-            echo "HPCC_MPI_IMAGE is not built (make mpi-image, as root)" >&2
-            return 1
-        }
-        skip "the MPI test image is not built (make mpi-image, as root)"
-    fi
+    require_mpi_image
     make_work_dir slurm
-    if [ "$(id -u)" = 0 ]; then
-        mkdir "$SUITE_WORK/cluster"
-        sh "$SLURM_DIR/start-cluster.sh" "$SUITE_WORK/cluster" >/dev/null
-        CLUSTER=$SUITE_WORK/cluster
-    elif [ -n "${SLURM_TEST_DIR:-}" ] && [ -f "$SLURM_TEST_DIR/env" ]; then
-        CLUSTER=$SLURM_TEST_DIR
-    else
-        skip "a Slurm cluster needs root to start; run.sh starts one for the rootless run"
-    fi
-    echo "$CLUSTER" >"$SUITE_WORK/cluster-dir"
+    start_or_use_cluster SLURM_TEST_DIR
 }
 
 teardown_file() {
     [ -n "${SUITE_WORK:-}" ] || return 0
-    if [ "$(id -u)" = 0 ] && [ -d "$SUITE_WORK/cluster" ]; then
-        sh "$SLURM_DIR/stop-cluster.sh" "$SUITE_WORK/cluster"
-    fi
+    stop_own_cluster
     remove_work_dir
 }
 
