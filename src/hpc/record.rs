@@ -8,12 +8,13 @@
 //! `--record /shared/job/run-%j-%r.json`: together the files say what ran
 //! where, job-wide.
 
-use super::node_join::JoinGroup;
+use super::node_join::{launcher_job, JoinGroup};
 use super::HpcPlan;
 use crate::image::cache::CachedImage;
 use anyhow::{Context, Result};
 use oci_spec::runtime::Spec;
 use serde_json::json;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// The loaded NVIDIA kernel module's version, else the version in the
@@ -47,28 +48,28 @@ pub struct RankInfo {
 }
 
 impl RankInfo {
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> RankInfo {
-        let first = |keys: &[&str]| keys.iter().find_map(|k| get(k).filter(|v| !v.is_empty()));
-        RankInfo {
-            rank: first(&[
-                "SLURM_PROCID",
-                "OMPI_COMM_WORLD_RANK",
-                "PMIX_RANK",
-                "PMI_RANK",
-            ]),
-            job: first(&[
-                "SLURM_JOB_ID",
-                "OMPI_MCA_ess_base_jobid",
-                "PMIX_NAMESPACE",
-                "PMI_ID",
-            ])
-            .map(|j| {
-                match get("SLURM_STEP_ID").filter(|_| get("SLURM_JOB_ID").is_some()) {
-                    Some(step) => format!("{j}.{step}"),
-                    None => j,
-                }
-            }),
-        }
+    /// The rank from the launcher that started this very process, first:
+    /// under mpirun inside an sbatch job SLURM_PROCID is the task of the
+    /// orted that spawned the rank, not its MPI rank. The job is the one
+    /// the per-node join groups by (node_join::launcher_job), else a batch
+    /// script's SLURM_JOB_ID; for MPICH's hydra, whose join group is
+    /// per node, the job-wide PMI_KVSNAME.
+    pub fn from_env(env: &HashMap<String, String>, ppid: u32) -> RankInfo {
+        let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+        let rank = [
+            "OMPI_COMM_WORLD_RANK",
+            "PMIX_RANK",
+            "SLURM_PROCID",
+            "PMI_RANK",
+        ]
+        .iter()
+        .find_map(|k| get(k));
+        let job = match launcher_job(env, ppid) {
+            Some((launcher, _, _)) if launcher == "hydra" => get("PMI_KVSNAME"),
+            Some((_, job, _)) => Some(job),
+            None => get("SLURM_JOB_ID"),
+        };
+        RankInfo { rank, job }
     }
 }
 
@@ -121,7 +122,8 @@ pub fn write(
         uts.as_ref().map(|u| f(u).to_string_lossy().into_owned())
     };
     let host = field(|u| u.nodename()).unwrap_or_default();
-    let who = RankInfo::from_env(|k| std::env::var(k).ok());
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let who = RankInfo::from_env(&env, std::os::unix::process::parent_id());
     let path = expand_path(path, &who, &host)?;
     let process = spec.process().as_ref();
     let mut env_keys: Vec<&str> = plan.env.iter().map(|(k, _)| k.as_str()).collect();
@@ -161,33 +163,67 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env(v: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = v
-            .iter()
+    fn env(v: &[(&str, &str)]) -> HashMap<String, String> {
+        v.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
+            .collect()
     }
 
     #[test]
     fn rank_and_job_come_from_whichever_launcher_started_us() {
-        let slurm = RankInfo::from_env(env(&[
-            ("SLURM_PROCID", "5"),
-            ("SLURM_JOB_ID", "12"),
-            ("SLURM_STEP_ID", "0"),
-            ("PMIX_RANK", "5"),
-        ]));
+        let slurm = RankInfo::from_env(
+            &env(&[
+                ("SLURM_PROCID", "5"),
+                ("SLURM_JOB_ID", "12"),
+                ("SLURM_STEP_ID", "0"),
+                ("PMIX_RANK", "5"),
+            ]),
+            1,
+        );
         assert_eq!(slurm.rank.as_deref(), Some("5"));
         assert_eq!(slurm.job.as_deref(), Some("12.0"));
-        let ompi = RankInfo::from_env(env(&[
-            ("OMPI_COMM_WORLD_RANK", "3"),
-            ("OMPI_MCA_ess_base_jobid", "4242"),
-        ]));
+        let ompi = RankInfo::from_env(
+            &env(&[
+                ("OMPI_COMM_WORLD_RANK", "3"),
+                ("OMPI_MCA_ess_base_jobid", "4242"),
+            ]),
+            1,
+        );
         assert_eq!(ompi.rank.as_deref(), Some("3"));
         assert_eq!(ompi.job.as_deref(), Some("4242"));
-        assert_eq!(RankInfo::from_env(env(&[])), RankInfo::default());
+        assert_eq!(RankInfo::from_env(&env(&[]), 1), RankInfo::default());
+        // A batch script: a job, no step, no rank.
+        let batch = RankInfo::from_env(&env(&[("SLURM_JOB_ID", "12")]), 1);
+        assert_eq!(batch.job.as_deref(), Some("12"));
+        assert_eq!(batch.rank, None);
+        // MPICH's hydra: the job-wide KVS name, not the per-node group.
+        let hydra = RankInfo::from_env(
+            &env(&[
+                ("MPI_LOCALNRANKS", "2"),
+                ("PMI_RANK", "3"),
+                ("PMI_KVSNAME", "kvs_77_0"),
+            ]),
+            1,
+        );
+        assert_eq!(hydra.rank.as_deref(), Some("3"));
+        assert_eq!(hydra.job.as_deref(), Some("kvs_77_0"));
+    }
+
+    #[test]
+    fn under_mpirun_in_a_batch_job_the_mpi_rank_wins_over_slurms_task() {
+        let who = RankInfo::from_env(
+            &env(&[
+                ("SLURM_JOB_ID", "12"),
+                ("SLURM_STEP_ID", "1"),
+                ("SLURM_PROCID", "1"),
+                ("OMPI_COMM_WORLD_RANK", "5"),
+                ("OMPI_MCA_ess_base_jobid", "4242"),
+            ]),
+            1,
+        );
+        assert_eq!(who.rank.as_deref(), Some("5"));
+        assert_eq!(who.job.as_deref(), Some("4242"));
     }
 
     #[test]
