@@ -125,6 +125,32 @@ pub enum Command {
     Rmi(RmiArgs),
     /// Remove leftovers of killed unpacks and images nothing refers to
     Prune(PruneArgs),
+    /// Pull docker://REF from a registry into the cache, or into an OCI
+    /// archive (-o) or layout (--layout) that `hpcc run` takes
+    Pull(PullArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Write an OCI archive here instead of unpacking into the cache
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE.tar",
+        conflicts_with = "layout"
+    )]
+    pub output: Option<PathBuf>,
+    /// Write a new OCI layout directory here instead
+    #[arg(long, value_name = "DIR")]
+    pub layout: Option<PathBuf>,
+    /// The platform to pull from a multi-platform image (default: this machine's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// No progress bar
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// docker://[REGISTRY/]REPO[:TAG|@sha256:DIGEST] (a short name is on Docker Hub)
+    pub reference: String,
 }
 
 #[derive(Args, Debug)]
@@ -188,8 +214,9 @@ pub struct PsArgs {
 }
 
 /// `hpcc run IMAGE [-- CMD...]`. IMAGE is a docker-archive or oci-archive
-/// tar, or an OCI layout directory; `IMAGE@REF` or `IMAGE:TAG` picks one
-/// image from an archive that holds several.
+/// tar, an OCI layout directory, or `docker://[REGISTRY/]REPO[:TAG|@DIGEST]`;
+/// `IMAGE@REF` or `IMAGE:TAG` picks one image from an archive that holds
+/// several.
 #[derive(Args, Debug)]
 pub struct RunImageArgs {
     /// Replace the image's ENTRYPOINT ('' clears it)
@@ -249,8 +276,18 @@ pub struct RunImageArgs {
     /// rank and job); in FILE, %r is the rank, %h the host, %j the job
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
-    /// Image tar or OCI layout directory, optionally @REF or :TAG
-    pub image: String,
+    /// With a docker:// image: use only the cache, never the registry
+    /// (a tag then means what it meant at the last pull)
+    #[arg(long)]
+    pub offline: bool,
+    /// Run exactly the image a --record file names (refusing any other
+    /// digest) and say what differs from the recorded run; IMAGE may then
+    /// be left out
+    #[arg(long = "from-record", value_name = "FILE")]
+    pub from_record: Option<PathBuf>,
+    /// Image tar, OCI layout directory or docker://REF, optionally @REF or :TAG
+    #[arg(required_unless_present = "from_record")]
+    pub image: Option<String>,
     /// Command and arguments (after `--`, or directly after IMAGE); they
     /// replace the image's CMD
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -281,7 +318,7 @@ pub struct PruneArgs {
 /// Global flags that take a value, for finding the verb in argv.
 const GLOBAL_VALUE_FLAGS: [&str; 5] = ["--root", "--log", "--log-format", "--rootless", "--criu"];
 /// Flags of `run` (either mode) that take a value.
-const RUN_VALUE_FLAGS: [&str; 17] = [
+const RUN_VALUE_FLAGS: [&str; 18] = [
     "-b",
     "--bundle",
     "--bind",
@@ -299,6 +336,7 @@ const RUN_VALUE_FLAGS: [&str; 17] = [
     "--join-tag",
     "--join-timeout",
     "--record",
+    "--from-record",
 ];
 
 /// `hpcc run` serves two front doors. The argument is an image when it
@@ -333,6 +371,12 @@ pub fn route_image_run(
         let a = &text[j];
         if a == "--" {
             return args;
+        }
+        // Only image runs are recorded, so only they can be replayed.
+        if a == "--from-record" || a.starts_with("--from-record=") {
+            let mut out = args;
+            out[verb] = "run-image".into();
+            return out;
         }
         if RUN_VALUE_FLAGS.contains(&a.as_str()) {
             j += 2;

@@ -19,6 +19,7 @@ pub mod image;
 pub mod launch;
 pub mod logging;
 pub mod procfs;
+pub mod registry;
 pub mod rootfs;
 pub mod security;
 pub mod signals;

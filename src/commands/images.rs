@@ -14,7 +14,7 @@ pub fn list(a: &ImagesArgs) -> Result<i32> {
             .map(|(m, used)| {
                 serde_json::json!({
                     "digest": m.digest, "references": m.references, "size": m.size,
-                    "files": m.files, "created": m.created, "source": m.source,
+                    "files": m.files, "created": m.created, "source": m.source, "manifest": m.manifest,
                     "lastUsed": used.map(crate::timefmt::rfc3339),
                 })
             })
@@ -23,8 +23,8 @@ pub fn list(a: &ImagesArgs) -> Result<i32> {
         return Ok(0);
     }
     println!(
-        "{:<14} {:<32} {:>10} LAST USED",
-        "DIGEST", "REFERENCE", "SIZE"
+        "{:<14} {:<32} {:<14} {:>10} LAST USED",
+        "DIGEST", "REFERENCE", "MANIFEST", "SIZE"
     );
     for (m, used) in entries {
         let short = m
@@ -41,8 +41,13 @@ pub fn list(a: &ImagesArgs) -> Result<i32> {
         let used = used
             .map(crate::timefmt::rfc3339)
             .unwrap_or_else(|| "-".into());
+        let manifest: String = m
+            .manifest
+            .as_deref()
+            .map(|d| d.trim_start_matches("sha256:").chars().take(12).collect())
+            .unwrap_or_else(|| "-".into());
         println!(
-            "{short:<14} {reference:<32} {:>10} {}",
+            "{short:<14} {reference:<32} {manifest:<14} {:>10} {}",
             human_size(m.size),
             &used[..used.len().min(19)]
         );

@@ -10,6 +10,7 @@ mod kill;
 mod list;
 mod pause;
 mod ps;
+mod pull;
 mod run;
 mod run_image;
 mod spec;
@@ -58,5 +59,6 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Images(a) => images::list(&a),
         Command::Rmi(a) => images::rmi(&a),
         Command::Prune(a) => images::prune(&a),
+        Command::Pull(a) => pull::run(&a),
     }
 }

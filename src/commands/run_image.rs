@@ -5,31 +5,41 @@
 use super::Ctx;
 use crate::cli::RunImageArgs;
 use crate::hpc::node_join::{self, JoinGroup, JoinRequest};
+use crate::hpc::record::{self, ImageOrigin};
+use crate::hpc::replay::Replay;
 use crate::hpc::{self, HpcOptions};
-use crate::image::cache::{Cache, UnpackOptions};
+use crate::image::cache::{Cache, CachedImage, UnpackOptions};
 use crate::image::ImageArg;
+use crate::registry::cached::{self, PullSettings};
+use crate::registry::platform::Platform;
+use crate::registry::reference::Reference;
 use crate::spec::from_image::{spec_from_image, Caller, ImageRunOptions};
 use anyhow::{bail, Result};
 
 pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
-    let arg = ImageArg::parse(&a.image);
-    if a.image.starts_with(crate::image::REGISTRY_PREFIX) {
-        bail!(
-            "{}: hpcc does not pull from registries yet; save the image to a file (docker save, podman save, or skopeo copy {} oci-archive:image.tar) and run that",
-            a.image,
-            a.image
-        );
-    }
-    if !arg.path.exists() {
-        bail!("{}: no such image file or directory", arg.path.display());
-    }
     let site = hpc::load_site()?;
     let cache = Cache::locate(site.cache_dir().as_deref());
-    let img = cache.ensure(
-        &arg.path,
-        arg.reference.as_deref(),
-        &UnpackOptions { quiet: a.quiet },
-    )?;
+    let replay = a.from_record.as_deref().map(Replay::load).transpose()?;
+    // With --from-record the image comes from the record, so every
+    // positional word is the command (none: the recorded command).
+    let mut entrypoint = a.entrypoint.clone();
+    let (image, command) = match &replay {
+        Some(rp) => {
+            let mut cmd: Vec<String> = a.image.iter().cloned().collect();
+            cmd.extend(a.command.iter().cloned());
+            if cmd.is_empty() {
+                // The recorded argv already starts with the entrypoint.
+                cmd = rp.command();
+                entrypoint = Some(String::new());
+            }
+            (rp.image()?, cmd)
+        }
+        None => (a.image.clone().unwrap_or_default(), a.command.clone()),
+    };
+    let (img, source, reference, manifest) = open_image(&cache, &site, &image, a)?;
+    if let Some(rp) = &replay {
+        rp.check_image(&img.digest, &image)?;
+    }
     let euid = nix::unistd::geteuid();
     let who = Caller {
         uid: euid.as_raw(),
@@ -40,8 +50,8 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
         bail!("--fakeroot is for unprivileged users; you are already root");
     }
     let opts = ImageRunOptions {
-        command: a.command.clone(),
-        entrypoint: a.entrypoint.clone(),
+        command,
+        entrypoint,
         workdir: a.workdir.clone(),
         writable_tmpfs: a.writable_tmpfs,
         pid_namespace: a.pid,
@@ -84,8 +94,21 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
             g.local_size
         );
     }
-    if let Some(path) = &a.record {
-        crate::hpc::record::write(path, &img, &plan, &spec, group.as_ref())?;
+    if a.record.is_some() || replay.is_some() {
+        let origin = ImageOrigin {
+            source: &source,
+            reference: reference.as_deref(),
+            manifest: manifest.as_deref(),
+        };
+        let doc = record::document(&img, &origin, &plan, &spec, group.as_ref());
+        if let Some(rp) = &replay {
+            for d in rp.differences(&doc) {
+                crate::logging::warn(&format!("differs from the record: {d}"));
+            }
+        }
+        if let Some(path) = &a.record {
+            record::write(path, &doc)?;
+        }
     }
     crate::debug!(
         "running image {} from {}; devices: {:?}",
@@ -106,6 +129,51 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
         &hooks,
         join,
     )? {}
+}
+
+/// The image, unpacked in the cache: from a registry (`docker://`), or
+/// from a tar or layout. Also what names it: its source, and for pulled
+/// images the reference and manifest digest.
+fn open_image(
+    cache: &Cache,
+    site: &crate::hpc::site::SiteConfig,
+    image: &str,
+    a: &RunImageArgs,
+) -> Result<(CachedImage, String, Option<String>, Option<String>)> {
+    if image.starts_with(crate::image::REGISTRY_PREFIX) {
+        let r = Reference::parse(image)?;
+        let settings = PullSettings {
+            site,
+            platform: Platform::host(),
+            offline: a.offline,
+            quiet: a.quiet,
+        };
+        let (img, origin) = cached::ensure(cache, &r, &settings)?;
+        let source = format!("{}{}", crate::image::REGISTRY_PREFIX, origin.reference);
+        return Ok((img, source, Some(origin.reference), origin.manifest));
+    }
+    if a.offline {
+        bail!("--offline is for docker:// images; {image} is read from disk anyway");
+    }
+    let arg = ImageArg::parse(image);
+    if !arg.path.exists() {
+        bail!("{}: no such image file or directory", arg.path.display());
+    }
+    let img = cache.ensure(
+        &arg.path,
+        arg.reference.as_deref(),
+        &UnpackOptions { quiet: a.quiet },
+    )?;
+    let source = std::fs::canonicalize(&arg.path)
+        .unwrap_or_else(|_| arg.path.clone())
+        .display()
+        .to_string();
+    let source = match &arg.reference {
+        Some(r) => format!("{source}@{r}"),
+        None => source,
+    };
+    let manifest = img.meta().and_then(|m| m.manifest);
+    Ok((img, source, None, manifest))
 }
 
 /// The node-local group this rank shares a container with, if any.

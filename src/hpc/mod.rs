@@ -12,6 +12,7 @@ pub mod identity;
 pub mod ld_cache;
 pub mod node_join;
 pub mod record;
+pub mod replay;
 pub mod site;
 
 use anyhow::{Context, Result};

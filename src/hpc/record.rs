@@ -110,30 +110,42 @@ pub fn expand_path(pattern: &Path, who: &RankInfo, host: &str) -> Result<std::pa
     Ok(out.into())
 }
 
-pub fn write(
-    path: &Path,
+/// Where the image came from, as the user named it.
+pub struct ImageOrigin<'a> {
+    /// A file's canonical path, or `docker://registry/repo[:tag]`.
+    pub source: &'a str,
+    /// The registry reference (`registry/repo:tag`), for pulled images.
+    pub reference: Option<&'a str>,
+    /// The manifest digest, where the image has one.
+    pub manifest: Option<&'a str>,
+}
+
+/// The record of this run, as JSON.
+pub fn document(
     img: &CachedImage,
+    origin: &ImageOrigin,
     plan: &HpcPlan,
     spec: &Spec,
     group: Option<&JoinGroup>,
-) -> Result<()> {
+) -> serde_json::Value {
     let uts = nix::sys::utsname::uname().ok();
     let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
         uts.as_ref().map(|u| f(u).to_string_lossy().into_owned())
     };
-    let host = field(|u| u.nodename()).unwrap_or_default();
     let env: HashMap<String, String> = std::env::vars().collect();
     let who = RankInfo::from_env(&env, std::os::unix::process::parent_id());
-    let path = expand_path(path, &who, &host)?;
     let process = spec.process().as_ref();
     let mut env_keys: Vec<&str> = plan.env.iter().map(|(k, _)| k.as_str()).collect();
     env_keys.sort_unstable();
-    let record = json!({
+    json!({
         "recordVersion": 1,
         "time": crate::timefmt::now(),
         "hpcc": {"version": env!("CARGO_PKG_VERSION"), "commit": env!("HPCC_COMMIT")},
         "image": {
             "digest": img.digest.to_string(),
+            "source": origin.source,
+            "reference": origin.reference,
+            "manifest": origin.manifest,
             "layers": img.config.diff_ids(),
             "architecture": img.config.architecture,
         },
@@ -153,8 +165,18 @@ pub fn write(
         "rank": who.rank,
         "job": who.job,
         "join": group.map(|g| json!({"launcher": g.launcher, "localSize": g.local_size})),
-    });
-    let text = serde_json::to_string_pretty(&record)? + "\n";
+    })
+}
+
+/// Writes `record` to `path`, its %r, %h and %j filled in.
+pub fn write(path: &Path, record: &serde_json::Value) -> Result<()> {
+    let host = nix::sys::utsname::uname()
+        .map(|u| u.nodename().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let who = RankInfo::from_env(&env, std::os::unix::process::parent_id());
+    let path = expand_path(path, &who, &host)?;
+    let text = serde_json::to_string_pretty(record)? + "\n";
     // Atomic: a job-wide record is read while other ranks still write.
     crate::fs::write_atomic(&path, text.as_bytes(), 0o644)
         .with_context(|| format!("--record {}", path.display()))

@@ -13,6 +13,9 @@
 //! image_root = "auto"                   # overlay, underlay, or auto ($HPCC_IMAGE_ROOT wins)
 //! cdi_spec_dirs = ["/etc/cdi", "/var/run/cdi"]  # CDI specs, lowest priority first
 //! nvidia_gpus_dir = "/proc/driver/nvidia/gpus"  # the driver's GPU list (UUIDs)
+//! insecure_registries = ["registry.site:5000"]  # may use plain HTTP (loopback always may)
+//! [registry_mirrors]                    # tried in order before the registry itself
+//! "docker.io" = ["mirror.site:5000"]
 //! [[bind]]
 //! source = "/lustre"
 //! destination = "/lustre"               # default: source
@@ -51,6 +54,10 @@ pub struct SiteConfig {
     pub cdi_spec_dirs: Vec<String>,
     #[serde(default)]
     pub nvidia_gpus_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+    #[serde(default)]
+    pub registry_mirrors: std::collections::HashMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

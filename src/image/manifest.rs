@@ -41,6 +41,9 @@ pub struct Resolved {
     pub layers: Vec<Layer>,
     /// The name the image goes by in the archive, if it has one.
     pub reference: Option<String>,
+    /// The manifest's digest, where the image has one (OCI layouts and
+    /// registries; docker-archive tars have none).
+    pub manifest: Option<Digest>,
 }
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -207,7 +210,18 @@ fn resolve_oci(src: &Source, want: Option<&str>) -> Result<Resolved> {
     } else {
         manifest_data
     };
-    let manifest: OciManifest = parse_json(src, "manifest", &manifest_data)?;
+    from_manifest(src, &manifest_data, refname)
+}
+
+/// The image a manifest's bytes describe, its config read (and checked)
+/// from `src`: the second half of reading a layout, and all of reading a
+/// pull's blob store.
+pub fn from_manifest(
+    src: &Source,
+    manifest_data: &[u8],
+    refname: Option<String>,
+) -> Result<Resolved> {
+    let manifest: OciManifest = parse_json(src, "manifest", manifest_data)?;
     let config_digest = Digest::parse(&manifest.config.digest)
         .with_context(|| format!("{}: manifest config", src.describe()))?;
     let config_data = read_verified(src, &manifest.config.digest, "config")?;
@@ -235,6 +249,7 @@ fn resolve_oci(src: &Source, want: Option<&str>) -> Result<Resolved> {
         config,
         layers,
         reference: refname,
+        manifest: Some(Digest::of_bytes(manifest_data)),
     })
 }
 
@@ -313,6 +328,7 @@ fn resolve_docker(src: &Source, want: Option<&str>) -> Result<Resolved> {
         config,
         layers,
         reference: tags.into_iter().next(),
+        manifest: None,
     })
 }
 

@@ -9,7 +9,7 @@ pub mod digest;
 pub mod manifest;
 mod parent_dirs;
 mod pipeline;
-mod printable;
+pub(crate) mod printable;
 pub(crate) mod progress;
 pub mod source;
 pub mod whiteouts;

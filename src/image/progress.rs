@@ -9,6 +9,15 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(total: u64, quiet: bool, what: &str) -> Progress {
+        Progress::with_message(total, quiet, format!("unpacking {what}"))
+    }
+
+    /// The same bar for a download (fed through [`Progress::inc`]).
+    pub fn pulling(total: u64, quiet: bool, what: &str) -> Progress {
+        Progress::with_message(total, quiet, format!("pulling {what}"))
+    }
+
+    fn with_message(total: u64, quiet: bool, msg: String) -> Progress {
         if quiet || !std::io::stderr().is_terminal() {
             return Progress { bar: None };
         }
@@ -18,7 +27,7 @@ impl Progress {
         {
             bar.set_style(style.progress_chars("=> "));
         }
-        bar.set_message(format!("unpacking {what}"));
+        bar.set_message(msg);
         Progress { bar: Some(bar) }
     }
 
@@ -26,6 +35,12 @@ impl Progress {
         match &self.bar {
             Some(bar) => Box::new(bar.wrap_read(r)),
             None => Box::new(r),
+        }
+    }
+
+    pub fn inc(&self, n: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
         }
     }
 

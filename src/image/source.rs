@@ -23,6 +23,11 @@ pub enum Source {
     Layout {
         dir: PathBuf,
     },
+    /// A pull's blob store (`DIR/blobs/sha256/`), named by its reference.
+    Pulled {
+        dir: PathBuf,
+        name: String,
+    },
 }
 
 /// Reads [pos, end) of a file with pread, so several readers can share it.
@@ -94,13 +99,16 @@ impl Source {
         match self {
             Source::Tar { path, .. } => path.display().to_string(),
             Source::Layout { dir } => dir.display().to_string(),
+            Source::Pulled { name, .. } => name.clone(),
         }
     }
 
     pub fn has(&self, name: &str) -> bool {
         match self {
             Source::Tar { members, .. } => members.contains_key(&normalize(name)),
-            Source::Layout { dir } => dir.join(normalize(name)).is_file(),
+            Source::Layout { dir } | Source::Pulled { dir, .. } => {
+                dir.join(normalize(name)).is_file()
+            }
         }
     }
 
@@ -125,7 +133,7 @@ impl Source {
                 };
                 Ok((Box::new(r), size))
             }
-            Source::Layout { dir } => {
+            Source::Layout { dir } | Source::Pulled { dir, .. } => {
                 let p = dir.join(&key);
                 let f = File::open(&p).map_err(|e| anyhow!("{}: {name}: {e}", self.describe()))?;
                 let size = f.metadata()?.len();

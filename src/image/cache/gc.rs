@@ -164,7 +164,9 @@ impl Cache {
     /// and images no ref points to (with `all`, every image).
     pub fn prune(&self, all: bool) -> Result<(usize, usize, usize)> {
         let leftovers = self.clear_leftovers(&self.root.join("tmp"), None)?;
-        let refs = self.drop_refs(|r| all || !r.source.exists())?;
+        // A registry ref's source is a reference, not a file; it stays until
+        // `prune --all` or `rmi`.
+        let refs = self.drop_refs(|r| all || (!r.is_registry() && !r.source.exists()))?;
         let mut live = std::collections::HashSet::new();
         if let Ok(rd) = fs::read_dir(self.root.join("refs")) {
             for e in rd.flatten() {
@@ -308,6 +310,7 @@ mod tests {
             files: 0,
             created: String::new(),
             source: String::new(),
+            manifest: None,
         };
         std::fs::write(dir.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
         for p in [&root, &root.join("images")] {

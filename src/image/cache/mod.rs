@@ -23,7 +23,7 @@ use super::source::Source;
 use crate::fs::{remove_tree, write_durable};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
-use refs::{identity_key, read_ref, RefEntry};
+use refs::{identity_key, read_entry, read_ref, text_key, RefEntry};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::ErrorKind;
@@ -43,6 +43,10 @@ pub struct Meta {
     pub files: u64,
     pub created: String,
     pub source: String,
+    /// The manifest digest, for images pulled from a registry or read
+    /// from an OCI layout or archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
 }
 
 /// An image ready to run.
@@ -55,6 +59,14 @@ pub struct CachedImage {
     /// mounted, the mount itself shows the image is in use; before that,
     /// this lock is what stops `rmi` and `prune` pulling it away.
     _pin: Flock<fs::File>,
+}
+
+impl CachedImage {
+    /// What `images` shows about it (read on demand: warm starts skip it).
+    pub fn meta(&self) -> Option<Meta> {
+        let dir = self.rootfs.parent()?;
+        serde_json::from_slice(&fs::read(dir.join("meta.json")).ok()?).ok()
+    }
 }
 
 pub struct UnpackOptions {
@@ -224,11 +236,79 @@ impl Cache {
         opts: &UnpackOptions,
     ) -> Result<CachedImage> {
         let d = &r.config_digest;
-        let _lock = Flock::lock(self.lock_file(d.hex(), "lock")?, FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow!("locking the cache: {e}"))?;
+        let _lock = self.lock_image(d)?;
         if let Some(img) = self.load_complete(d)? {
             return Ok(img);
         }
+        self.unpack_holding_lock(src, r, opts)
+    }
+
+    /// The exclusive lock one unpack (or pull) of image `d` holds.
+    pub fn lock_image(&self, d: &Digest) -> Result<Flock<fs::File>> {
+        Flock::lock(self.lock_file(d.hex(), "lock")?, FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow!("locking the cache: {e}"))
+    }
+
+    /// The lock a download of blob `d` into the cache's blob store holds.
+    pub fn lock_blob(&self, d: &Digest) -> Result<Flock<fs::File>> {
+        Flock::lock(self.lock_file(d.hex(), "blob")?, FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow!("locking the blob store: {e}"))
+    }
+
+    /// The complete image `d`, pinned, if the cache has it.
+    pub fn load(&self, d: &Digest) -> Result<Option<CachedImage>> {
+        self.load_complete(d)
+    }
+
+    /// Where pulls put blobs: `ROOT/blobs/sha256/` (made private).
+    pub fn blob_root(&self) -> Result<PathBuf> {
+        self.sub("blobs/sha256")?;
+        Ok(self.root.clone())
+    }
+
+    /// The digest and manifest a registry reference was last cached
+    /// under (see [`Cache::set_text_ref`]).
+    pub fn text_ref(&self, text: &str) -> Option<(Digest, Option<String>)> {
+        let e = read_entry(
+            &self
+                .root
+                .join("refs")
+                .join(format!("{}.json", text_key(text))),
+        )?;
+        Some((Digest::parse(&e.digest).ok()?, e.reference))
+    }
+
+    /// Remembers that `text` (a registry reference and platform) names
+    /// image `d`, whose manifest is `manifest`, for warm and offline starts.
+    pub fn set_text_ref(
+        &self,
+        text: &str,
+        source: &str,
+        d: &Digest,
+        manifest: &Digest,
+    ) -> Result<()> {
+        let refs = self.sub("refs")?;
+        let entry = RefEntry {
+            digest: d.to_string(),
+            source: PathBuf::from(source),
+            reference: Some(manifest.to_string()),
+        };
+        write_durable(
+            &refs.join(format!("{}.json", text_key(text))),
+            &serde_json::to_vec(&entry)?,
+            0o600,
+        )
+    }
+
+    /// Unpacks `r` from `src` into the cache; the caller holds
+    /// [`Cache::lock_image`] and found the image missing.
+    pub fn unpack_holding_lock(
+        &self,
+        src: &Source,
+        r: &Resolved,
+        opts: &UnpackOptions,
+    ) -> Result<CachedImage> {
+        let d = &r.config_digest;
         let tmp_root = self.sub("tmp")?;
         // Holding the lock, any tmp dir for this digest is a killed unpack.
         self.clear_leftovers(&tmp_root, Some(d))?;

@@ -16,6 +16,26 @@ pub(super) struct RefEntry {
     pub reference: Option<String>,
 }
 
+impl RefEntry {
+    /// Refs written by pulls name their reference (`docker://…`) as source.
+    pub fn is_registry(&self) -> bool {
+        self.source
+            .to_string_lossy()
+            .starts_with(crate::image::REGISTRY_PREFIX)
+    }
+}
+
+/// The key of a ref that is not a file: a registry reference and platform.
+pub(super) fn text_key(text: &str) -> String {
+    Digest::of_bytes(format!("text:{text}").as_bytes())
+        .hex()
+        .to_string()
+}
+
+pub(super) fn read_entry(path: &Path) -> Option<RefEntry> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
 pub(super) fn read_ref(path: &Path) -> Option<Digest> {
     let data = fs::read(path).ok()?;
     let r: RefEntry = serde_json::from_slice(&data).ok()?;

@@ -79,6 +79,7 @@ impl Cache {
             files: applier.files,
             created: crate::timefmt::now(),
             source: src.describe(),
+            manifest: r.manifest.as_ref().map(|m| m.to_string()),
         };
         let meta_path = tmp.join("meta.json");
         fs::write(&meta_path, serde_json::to_vec_pretty(&meta)?)

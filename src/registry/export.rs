@@ -1,0 +1,122 @@
+//! A pulled image written out as an OCI archive (`-o FILE.tar`) or an OCI
+//! layout (`--layout DIR`), both of which `hpcc run` takes. Each is built
+//! beside its destination under a `.partial` name and renamed into place
+//! only when complete, so a failed or killed pull never leaves a file that
+//! looks finished.
+
+use super::pull::{layout_index, BlobStore, Resolution};
+use crate::fs::remove_tree;
+use crate::image::digest::Digest;
+use anyhow::{Context, Result};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+fn partial_sibling(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}.partial"))
+}
+
+/// Every blob of the image, each once: manifest, config, layers.
+fn blobs(res: &Resolution) -> Vec<Digest> {
+    let mut out = vec![res.manifest.digest.clone(), res.config.0.clone()];
+    for (d, _) in &res.layers {
+        if !out.contains(d) {
+            out.push(d.clone());
+        }
+    }
+    out
+}
+
+/// An OCI archive: a tar of the layout, with fixed owners, modes and
+/// times, so one image always gives the same bytes.
+pub fn to_archive(res: &Resolution, store: &BlobStore, dest: &Path) -> Result<()> {
+    let partial = partial_sibling(dest);
+    let result = write_archive(res, store, &partial).and_then(|()| {
+        fs::rename(&partial, dest).with_context(|| format!("renaming into {}", dest.display()))
+    });
+    if result.is_err() {
+        let _ = fs::remove_file(&partial);
+    }
+    result
+}
+
+fn write_archive(res: &Resolution, store: &BlobStore, partial: &Path) -> Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    let header = |size: u64, mode: u32, kind: tar::EntryType| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(size);
+        h.set_mode(mode);
+        h.set_entry_type(kind);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    };
+    let what = || format!("writing {}", partial.display());
+    for dir in ["blobs/", "blobs/sha256/"] {
+        let mut h = header(0, 0o755, tar::EntryType::Directory);
+        tar.append_data(&mut h, dir, std::io::empty())
+            .with_context(what)?;
+    }
+    let index = serde_json::to_vec(&layout_index(res))?;
+    for (name, data) in [("oci-layout", OCI_LAYOUT), ("index.json", index.as_slice())] {
+        let mut h = header(data.len() as u64, 0o644, tar::EntryType::Regular);
+        tar.append_data(&mut h, name, data).with_context(what)?;
+    }
+    for d in blobs(res) {
+        let src = store.path(&d);
+        let f = fs::File::open(&src).with_context(|| format!("{}", src.display()))?;
+        let mut h = header(f.metadata()?.len(), 0o644, tar::EntryType::Regular);
+        tar.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), f)
+            .with_context(what)?;
+    }
+    let mut out = tar.into_inner().with_context(what)?;
+    out.flush().with_context(what)?;
+    out.get_ref().sync_all().with_context(what)?;
+    Ok(())
+}
+
+/// An OCI layout directory, made under a partial name and renamed.
+pub fn to_layout(res: &Resolution, store: &BlobStore, dest: &Path) -> Result<()> {
+    let partial = partial_sibling(dest);
+    let result = write_layout(res, store, &partial).and_then(|()| {
+        fs::rename(&partial, dest).with_context(|| format!("renaming into {}", dest.display()))
+    });
+    if result.is_err() {
+        let _ = remove_tree(&partial);
+    }
+    result
+}
+
+fn write_layout(res: &Resolution, store: &BlobStore, partial: &Path) -> Result<()> {
+    let blob_dir = partial.join("blobs/sha256");
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&blob_dir)
+        .with_context(|| format!("creating {}", blob_dir.display()))?;
+    for d in blobs(res) {
+        let to = blob_dir.join(d.hex());
+        fs::copy(store.path(&d), &to).with_context(|| format!("writing {}", to.display()))?;
+    }
+    let index = serde_json::to_vec_pretty(&layout_index(res))?;
+    fs::write(partial.join("index.json"), index)
+        .with_context(|| format!("writing {}/index.json", partial.display()))?;
+    fs::write(partial.join("oci-layout"), OCI_LAYOUT)
+        .with_context(|| format!("writing {}/oci-layout", partial.display()))?;
+    Ok(())
+}
