@@ -19,11 +19,13 @@ DEMO="busybox-static file gcc make"
 # bats, containerd, docker.io, slurm-wlm, munge, iproute2, procps: the real
 #   clients of integration/clients (the suites start the daemons themselves);
 # libc6-dev (libc.a), time: static probes built with gcc, and GNU time;
-# qemu-system-x86, e2fsprogs: the VM guests of other kernels (TCG).
+# qemu-system-x86, e2fsprogs: the VM guests of other kernels (TCG);
+# docker-registry, skopeo, apache2-utils (htpasswd), openssl: the local
+#   registries of registry.bats, with TLS and basic auth.
 TEST="$DEMO uidmap passwd util-linux zstd podman umoci \
 openmpi-bin libopenmpi-dev mpich libmpich-dev debootstrap \
 bats containerd docker.io slurm-wlm munge iproute2 procps libc6-dev time \
-qemu-system-x86 e2fsprogs"
+qemu-system-x86 e2fsprogs docker-registry skopeo apache2-utils openssl"
 # Installed without their Recommends: qemu's pull in newer qemu-utils from
 # backports where those are configured, which conflict.
 NORECS="qemu-system-x86"

@@ -136,8 +136,12 @@ impl Client {
             // Whatever stops the TLS handshake (a plain HTTP answer, a
             // closed connection) means HTTP; errors that would stop HTTP
             // too surface from the first real request.
+            // A certificate that fails to verify is TLS all the same: say so.
             match self.agent.get(format!("{https}/v2/")).call() {
                 Ok(_) => https,
+                Err(e) if bad_certificate(&e) => {
+                    return Err(describe(e, &self.host, self.opts.timeout));
+                }
                 Err(e) => {
                     crate::debug!("{https}: {e}; using plain HTTP (an insecure registry)");
                     format!("http://{}", self.host)
@@ -355,6 +359,23 @@ fn retryable_error(e: &ureq::Error) -> bool {
     )
 }
 
+/// A TLS server whose certificate did not verify (rustls reports it
+/// directly, or inside the I/O error of the handshake).
+fn bad_certificate(e: &ureq::Error) -> bool {
+    let is_cert = |r: &rustls::Error| matches!(r, rustls::Error::InvalidCertificate(_));
+    match e {
+        ureq::Error::Rustls(r) => is_cert(r),
+        ureq::Error::Io(io) => bad_certificate_io(io),
+        _ => false,
+    }
+}
+
+fn bad_certificate_io(io: &std::io::Error) -> bool {
+    io.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)))
+}
+
 /// `Retry-After` in seconds (the HTTP-date form is rare for registries
 /// and falls back to our own backoff).
 fn retry_after(resp: &Response<Body>) -> Option<Duration> {
@@ -381,6 +402,9 @@ pub fn describe(e: ureq::Error, host: &str, timeout: Duration) -> anyhow::Error 
         ureq::Error::HostNotFound => anyhow!("{host}: unknown host"),
         ureq::Error::Rustls(r) => anyhow!(
             "{host}: TLS: {r} (a registry with a private CA needs SSL_CERT_FILE pointing at it)"
+        ),
+        ureq::Error::Io(io) if bad_certificate_io(&io) => anyhow!(
+            "{host}: TLS: {io} (a registry with a private CA needs SSL_CERT_FILE pointing at it)"
         ),
         ureq::Error::Io(io) => anyhow!("{host}: {io}"),
         other => anyhow!("{host}: {other}"),

@@ -1,0 +1,187 @@
+#!/usr/bin/env bats
+# hpcc pull and hpcc run docker:// against Debian's docker-registry
+# (distribution 2.8) on 127.0.0.1: one over plain HTTP, one over TLS with
+# a CA made here and htpasswd basic auth. Images are pushed with skopeo
+# from the busybox tar the runner builds, plus a two-platform index made
+# here from it. Runs as root and, by run.sh, as an unprivileged user.
+# (Misbehaving registries are runtime-tests/tests/registry.)
+# rootless: yes
+
+load lib
+
+free_port() {
+    local p
+    for _ in $(seq 50); do
+        p=$((20000 + RANDOM % 20000))
+        (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
+    done
+    return 1
+}
+
+listening() { (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_registry() { # NAME PORT [EXTRA-YAML]
+    local w=$SUITE_WORK name=$1 port=$2
+    mkdir -p "$w/$name-store"
+    cat >"$w/$name.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $w/$name-store
+http:
+  addr: 127.0.0.1:$port
+$3
+EOF
+    start_daemon "$w/$name.pid" "$w/$name.log" docker-registry serve "$w/$name.yml"
+    wait_for 15 listening "$port" || { cat "$w/$name.log" >&2; return 1; }
+}
+
+# A CA, and a certificate for 127.0.0.1 it signed.
+make_tls() { # DIR
+    local d=$1
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=hpcc-test-ca \
+        -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
+        -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\n' >"$d/san.ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+        -CAcreateserial -days 2 -extfile "$d/san.ext" -out "$d/server.crt" 2>/dev/null
+}
+
+# From the busybox image, an OCI layout whose index offers it as
+# linux/amd64 and a copy whose config says arm64 as linux/arm64.
+make_two_platform_layout() { # DIR
+    local d=$1 idx m c mdata cdata c2 m2 msize
+    skopeo copy -q "docker-archive:$HPCC_IMAGE" "oci:$d:one" >/dev/null
+    idx=$(cat "$d/index.json")
+    m=$(printf '%s' "$idx" | grep -o 'sha256:[0-9a-f]\{64\}' | head -1)
+    mdata=$(cat "$d/blobs/sha256/${m#sha256:}")
+    c=$(printf '%s' "$mdata" | grep -o '"config":{[^}]*}' | grep -o 'sha256:[0-9a-f]\{64\}')
+    cdata=$(cat "$d/blobs/sha256/${c#sha256:}")
+    # Same length, so the manifest's config size still holds.
+    printf '%s' "${cdata//\"amd64\"/\"arm64\"}" >"$d/c2"
+    c2=sha256:$(sha256sum "$d/c2" | cut -d' ' -f1)
+    mv "$d/c2" "$d/blobs/sha256/${c2#sha256:}"
+    printf '%s' "${mdata//$c/$c2}" >"$d/m2"
+    m2=sha256:$(sha256sum "$d/m2" | cut -d' ' -f1)
+    msize=$(stat -c %s "$d/m2")
+    mv "$d/m2" "$d/blobs/sha256/${m2#sha256:}"
+    local mt=application/vnd.oci.image.manifest.v1+json
+    printf '{"schemaVersion":2,"manifests":[{"mediaType":"%s","digest":"%s","size":%s,"platform":{"os":"linux","architecture":"amd64"},"annotations":{"org.opencontainers.image.ref.name":"multi"}},{"mediaType":"%s","digest":"%s","size":%s,"platform":{"os":"linux","architecture":"arm64"}}]}' \
+        "$mt" "$m" "${#mdata}" "$mt" "$m2" "$msize" >"$d/inner.json"
+    local inner=sha256:$(sha256sum "$d/inner.json" | cut -d' ' -f1) isize
+    isize=$(stat -c %s "$d/inner.json")
+    mv "$d/inner.json" "$d/blobs/sha256/${inner#sha256:}"
+    printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"multi"}}]}' \
+        "$inner" "$isize" >"$d/index.json"
+}
+
+setup_file() {
+    require_cmd docker-registry docker-registry
+    require_cmd skopeo skopeo
+    require_cmd htpasswd apache2-utils
+    require_cmd openssl openssl
+    make_work_dir registry
+    local w=$SUITE_WORK
+    mkdir -p "$w/tls" "$w/certs"
+    make_tls "$w/tls"
+    cp "$w/tls/ca.crt" "$w/certs/ca.crt"
+    htpasswd -Bbn alice s3cret >"$w/htpasswd"
+    PLAIN=$(free_port)
+    start_registry plain "$PLAIN"
+    SECURE=$(free_port)
+    start_registry secure "$SECURE" "  tls:
+    certificate: $w/tls/server.crt
+    key: $w/tls/server.key
+auth:
+  htpasswd:
+    realm: hpcc-test
+    path: $w/htpasswd"
+    export PLAIN SECURE
+    tmo skopeo copy -q "docker-archive:$HPCC_IMAGE" "docker://127.0.0.1:$PLAIN/busybox:latest" --dest-tls-verify=false
+    tmo skopeo copy -q "docker-archive:$HPCC_IMAGE" "docker://127.0.0.1:$SECURE/team/busybox:1" \
+        --dest-cert-dir "$w/certs" --dest-creds alice:s3cret
+    make_two_platform_layout "$w/multi"
+    tmo skopeo copy -q --all "oci:$w/multi:multi" "docker://127.0.0.1:$PLAIN/multi:latest" --dest-tls-verify=false
+    printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$SECURE" "$(printf alice:s3cret | base64)" >"$w/auth.json"
+    printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$SECURE" "$(printf alice:wrong | base64)" >"$w/bad-auth.json"
+}
+
+teardown_file() {
+    [ -n "${SUITE_WORK:-}" ] || return 0
+    stop_pidfile "$SUITE_WORK/plain.pid"
+    stop_pidfile "$SUITE_WORK/secure.pid"
+    remove_work_dir
+}
+
+setup() {
+    export HPCC_CACHE_DIR=$SUITE_WORK/cache-$BATS_TEST_NUMBER
+    export HOME=$SUITE_WORK/home-$BATS_TEST_NUMBER
+    mkdir -p "$HOME"
+    unset REGISTRY_AUTH_FILE SSL_CERT_FILE DOCKER_CONFIG
+}
+
+h() { tmo "$HPCC" "$@"; }
+
+@test "registry: run docker://localhost:PORT/busybox:latest from a plain-HTTP registry" {
+    run h run -q "docker://localhost:$PLAIN/busybox:latest" -- echo hi from the registry
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    assert_eq "$output" "hi from the registry"
+    run h images
+    assert_contains "$output" "localhost:$PLAIN/busybox:latest"
+    # Warm, by the manifest digest the cache recorded, with the registry asked nothing.
+    run h images --format json
+    digest=$(printf '%s' "$output" | grep -o '"manifest": "sha256:[0-9a-f]*"' | grep -o 'sha256:[0-9a-f]*')
+    stop_pidfile "$SUITE_WORK/plain.pid"
+    run h run -q "docker://localhost:$PLAIN/busybox@$digest" -- echo warm
+    start_registry plain "$PLAIN"
+    assert_eq "$output" "warm"
+}
+
+@test "registry: TLS with a private CA and htpasswd credentials from an auth file" {
+    ref=docker://127.0.0.1:$SECURE/team/busybox:1
+    # No CA: one line naming TLS and the way out.
+    run h run -q "$ref" -- true
+    [ "$status" -ne 0 ]
+    assert_contains "$output" "SSL_CERT_FILE"
+    export SSL_CERT_FILE=$SUITE_WORK/tls/ca.crt
+    run h run -q "$ref" -- true
+    [ "$status" -ne 0 ]
+    assert_contains "$output" "wants a user name and password"
+    REGISTRY_AUTH_FILE=$SUITE_WORK/bad-auth.json run h run -q "$ref" -- true
+    [ "$status" -ne 0 ]
+    assert_contains "$output" "access denied"
+    assert_contains "$output" "user alice"
+    export REGISTRY_AUTH_FILE=$SUITE_WORK/auth.json
+    run h run -q "$ref" -- echo secure
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    assert_eq "$output" "secure"
+    # Nothing half-made from the failures.
+    run ls "$HPCC_CACHE_DIR/images"
+    assert_eq "$(echo "$output" | wc -l)" 1
+}
+
+@test "registry: pull -o and --layout give files hpcc run takes, and --platform picks from an index" {
+    w=$SUITE_WORK
+    run h pull -q -o "$w/pulled-$BATS_TEST_NUMBER.tar" "docker://127.0.0.1:$PLAIN/busybox:latest"
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    run h run -q "$w/pulled-$BATS_TEST_NUMBER.tar" -- echo from the archive
+    assert_eq "$output" "from the archive"
+    run h pull -q --layout "$w/layout-$BATS_TEST_NUMBER" "docker://127.0.0.1:$PLAIN/busybox:latest"
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    run h run -q "$w/layout-$BATS_TEST_NUMBER" -- echo from the layout
+    assert_eq "$output" "from the layout"
+    # The two-platform index: this machine's variant runs; arm64 is pulled on request.
+    run h run -q "docker://127.0.0.1:$PLAIN/multi:latest" -- echo native variant
+    assert_eq "$output" "native variant"
+    run h pull -q --platform linux/arm64 -o "$w/arm-$BATS_TEST_NUMBER.tar" "docker://127.0.0.1:$PLAIN/multi:latest"
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    run tar -xOf "$w/arm-$BATS_TEST_NUMBER.tar" --wildcards 'blobs/sha256/*'
+    assert_contains "$output" '"arm64"'
+    run h pull -q --platform linux/s390x -o "$w/none-$BATS_TEST_NUMBER.tar" "docker://127.0.0.1:$PLAIN/multi:latest"
+    [ "$status" -ne 0 ]
+    assert_contains "$output" "no linux/s390x variant"
+    [ ! -e "$w/none-$BATS_TEST_NUMBER.tar" ]
+}
