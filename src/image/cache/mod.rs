@@ -3,9 +3,11 @@
 //! ```text
 //! <cache>/images/<hex>/{rootfs/,config.json,meta.json,last-used}  complete images, renamed into place
 //! <cache>/tmp/<hex>.<pid>.<nanos>/                                 unpacks in progress (or killed)
-//! <cache>/refs/<key>.json                                          file identity → digest, for warm starts
+//! <cache>/refs/<key>.json                                          file identity (or registry reference) → digest, for warm starts
 //! <cache>/locks/<hex>.lock                                         flock held while one process unpacks
 //! <cache>/locks/<hex>.use                                          shared flock held by each run from lookup to mount
+//! <cache>/locks/<hex>.blob                                         flock held while one process downloads a blob
+//! <cache>/blobs/sha256/<hex>[.partial]                             a pull's blobs, removed once unpacked
 //! ```
 //! A reader sees an image only once its directory was renamed into
 //! `images/`, so it is never half made. A warm start stats the image file,
