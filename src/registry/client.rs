@@ -118,6 +118,10 @@ impl Client {
         &self.host
     }
 
+    pub fn timeout(&self) -> Duration {
+        self.opts.timeout
+    }
+
     /// The URL of an API path (`/v2/...`) for this repository.
     fn url(&self, path: &str) -> Result<String> {
         Ok(format!("{}{}", self.base()?, path))

@@ -65,8 +65,7 @@ pub fn manifest(c: &Client, key: &str, expect: Option<&Digest>, what: &str) -> R
                 "{what}: the manifest is over {} MiB; refusing it",
                 MAX_MANIFEST_BYTES >> 20
             ),
-            e => super::client::describe(e, c.host(), std::time::Duration::ZERO)
-                .context(what.to_string()),
+            e => super::client::describe(e, c.host(), c.timeout()).context(what.to_string()),
         })?;
     let digest = Digest::of_bytes(&data);
     if let Some(want) = expect {
@@ -125,7 +124,7 @@ pub fn small_blob(c: &Client, d: &Digest, what: &str) -> Result<Vec<u8>> {
         .with_config()
         .limit(MAX_CONFIG_BYTES)
         .read_to_vec()
-        .map_err(|e| super::client::describe(e, c.host(), std::time::Duration::ZERO))
+        .map_err(|e| super::client::describe(e, c.host(), c.timeout()))
         .with_context(|| what.to_string())?;
     let got = Digest::of_bytes(&data);
     if &got != d {

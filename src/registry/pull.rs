@@ -73,10 +73,20 @@ pub fn resolve(
             Err(e) if i < last => {
                 crate::debug!("mirror {host} could not serve {r}: {e:#}; trying the next");
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(naming(e, r)),
         }
     }
-    Err(anyhow!("{r}: no host to pull from"))
+    Err(anyhow!("docker://{r}: no host to pull from"))
+}
+
+/// Every error line names the reference: transport errors name only the
+/// host they came from.
+fn naming(e: anyhow::Error, r: &Reference) -> anyhow::Error {
+    if format!("{e:#}").contains(crate::image::REGISTRY_PREFIX) {
+        e
+    } else {
+        e.context(format!("docker://{r}"))
+    }
 }
 
 fn resolve_on(client: Client, r: &Reference, platform: &Platform) -> Result<Resolution> {
@@ -239,4 +249,35 @@ pub fn check_output(p: &Path, layout: bool) -> Result<()> {
         bail!("{}: no such directory to write into", parent.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrors_come_before_the_registry() {
+        let mut m = std::collections::HashMap::new();
+        m.insert(
+            "docker.io".to_string(),
+            vec!["mirror.site:5000".to_string()],
+        );
+        let hub = Reference::parse("docker://busybox").unwrap();
+        assert_eq!(
+            hosts(&hub, &m),
+            vec!["mirror.site:5000", "registry-1.docker.io"]
+        );
+        let other = Reference::parse("docker://reg.site/x").unwrap();
+        assert_eq!(hosts(&other, &m), vec!["reg.site"]);
+        let e = naming(anyhow!("reg.site: Connection refused"), &other).to_string();
+        assert_eq!(e, "docker://reg.site/x:latest");
+        let e = format!(
+            "{:#}",
+            naming(anyhow!("reg.site: Connection refused"), &other)
+        );
+        assert_eq!(
+            e,
+            "docker://reg.site/x:latest: reg.site: Connection refused"
+        );
+    }
 }

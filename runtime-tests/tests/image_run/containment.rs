@@ -233,8 +233,13 @@ fn non_images_get_one_clear_error() {
         &["/no/such/image.tar", "no such image"],
     );
     // Without "--", a name plainly meant as an image is still one: never
-    // runc's "reading config.json".
-    for name in ["missing.tar", "missing.oci", "docker://busybox:latest"] {
+    // runc's "reading config.json". (.invalid never resolves: no test
+    // reaches the internet.)
+    for name in [
+        "missing.tar",
+        "missing.oci",
+        "docker://registry.invalid/busybox:latest",
+    ] {
         let o = env.run(&["run", name]);
         fails_with(&o, &[name]);
         assert!(
@@ -243,8 +248,18 @@ fn non_images_get_one_clear_error() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+    // A registry that cannot be reached: one line naming the reference
+    // (as Docker spells it in full) and the host.
     fails_with(
-        &env.run(&["run", "docker://busybox:latest", "--", "true"]),
-        &["does not pull from registries yet", "skopeo copy"],
+        &env.run(&[
+            "run",
+            "docker://registry.invalid:5000/busybox",
+            "--",
+            "true",
+        ]),
+        &[
+            "docker://registry.invalid:5000/busybox:latest",
+            "registry.invalid",
+        ],
     );
 }
