@@ -36,7 +36,7 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
         }
         None => (a.image.clone().unwrap_or_default(), a.command.clone()),
     };
-    let (img, source, reference, manifest) = open_image(&cache, &site, &image, a)?;
+    let (img, named) = open_image(&cache, &site, &image, a)?;
     if let Some(rp) = &replay {
         rp.check_image(&img.digest, &image)?;
     }
@@ -95,10 +95,12 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
         );
     }
     if a.record.is_some() || replay.is_some() {
+        // Worked out only here: a warm start without --record pays nothing.
+        let named = named.resolve(&img);
         let origin = ImageOrigin {
-            source: &source,
-            reference: reference.as_deref(),
-            manifest: manifest.as_deref(),
+            source: &named.source,
+            reference: named.reference.as_deref(),
+            manifest: named.manifest.as_deref(),
         };
         let doc = record::document(&img, &origin, &plan, &spec, group.as_ref());
         if let Some(rp) = &replay {
@@ -131,15 +133,43 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
     )? {}
 }
 
+/// What names an image, for --record: its source (a canonical path, or
+/// `docker://REF`), and for pulled images the reference and manifest.
+struct Named {
+    source: String,
+    reference: Option<String>,
+    manifest: Option<String>,
+    /// A file's path and @REF, canonicalised only when asked.
+    file: Option<(std::path::PathBuf, Option<String>)>,
+}
+
+impl Named {
+    fn resolve(self, img: &CachedImage) -> Named {
+        let Some((path, reference)) = self.file else {
+            return self;
+        };
+        let canonical = std::fs::canonicalize(&path).unwrap_or(path);
+        let source = match reference {
+            Some(r) => format!("{}@{r}", canonical.display()),
+            None => canonical.display().to_string(),
+        };
+        Named {
+            source,
+            reference: None,
+            manifest: img.meta().and_then(|m| m.manifest),
+            file: None,
+        }
+    }
+}
+
 /// The image, unpacked in the cache: from a registry (`docker://`), or
-/// from a tar or layout. Also what names it: its source, and for pulled
-/// images the reference and manifest digest.
+/// from a tar or layout.
 fn open_image(
     cache: &Cache,
     site: &crate::hpc::site::SiteConfig,
     image: &str,
     a: &RunImageArgs,
-) -> Result<(CachedImage, String, Option<String>, Option<String>)> {
+) -> Result<(CachedImage, Named)> {
     if image.starts_with(crate::image::REGISTRY_PREFIX) {
         let r = Reference::parse(image)?;
         let settings = PullSettings {
@@ -149,8 +179,13 @@ fn open_image(
             quiet: a.quiet,
         };
         let (img, origin) = cached::ensure(cache, &r, &settings)?;
-        let source = format!("{}{}", crate::image::REGISTRY_PREFIX, origin.reference);
-        return Ok((img, source, Some(origin.reference), origin.manifest));
+        let named = Named {
+            source: format!("{}{}", crate::image::REGISTRY_PREFIX, origin.reference),
+            reference: Some(origin.reference),
+            manifest: origin.manifest,
+            file: None,
+        };
+        return Ok((img, named));
     }
     if a.offline {
         bail!("--offline is for docker:// images; {image} is read from disk anyway");
@@ -164,16 +199,13 @@ fn open_image(
         arg.reference.as_deref(),
         &UnpackOptions { quiet: a.quiet },
     )?;
-    let source = std::fs::canonicalize(&arg.path)
-        .unwrap_or_else(|_| arg.path.clone())
-        .display()
-        .to_string();
-    let source = match &arg.reference {
-        Some(r) => format!("{source}@{r}"),
-        None => source,
+    let named = Named {
+        source: String::new(),
+        reference: None,
+        manifest: None,
+        file: Some((arg.path, arg.reference)),
     };
-    let manifest = img.meta().and_then(|m| m.manifest);
-    Ok((img, source, None, manifest))
+    Ok((img, named))
 }
 
 /// The node-local group this rank shares a container with, if any.

@@ -5,7 +5,7 @@
 //! the cause, and leave nothing in the cache and no half-written `-o`
 //! file. Also what a good registry must get right: Range resumes, Retry-
 //! After, the bearer-token flow, credentials from an auth file, no token
-//! sent to blob storage, one download for many simultaneous pulls, and
+//! sent to blob storage, one download for 16 simultaneous runs, and
 //! warm and --offline starts that ask nothing. Runs as root and, via
 //! integration/run-rootless.sh, as an unprivileged user.
 
@@ -587,7 +587,7 @@ fn simultaneous_pulls_download_each_blob_once() {
     });
     let s = Scratch::new("reg-many");
     let r = reference(&srv, ":latest");
-    let kids: Vec<_> = (0..8)
+    let kids: Vec<_> = (0..16)
         .map(|i| {
             hpcc(&s, &["run", "-q", &r, "--", "echo", &format!("rank{i}")])
                 .stdout(std::process::Stdio::piped())
