@@ -121,7 +121,7 @@ pub enum Command {
     RunImage(RunImageArgs),
     /// List the image cache: digest, reference, size, last use
     Images(ImagesArgs),
-    /// Remove cached images by digest (prefix) or by image file
+    /// Remove cached images by digest (prefix), image file or docker://REF
     Rmi(RmiArgs),
     /// Remove leftovers of killed unpacks and images nothing refers to
     Prune(PruneArgs),
@@ -303,7 +303,8 @@ pub struct ImagesArgs {
 
 #[derive(Args, Debug)]
 pub struct RmiArgs {
-    /// Digests (or unique prefixes) or image files
+    /// Digests (or unique prefixes), image files, or docker://REF (a tag
+    /// removes the image of every platform pulled under it)
     #[arg(required = true)]
     pub images: Vec<String>,
 }

@@ -3,6 +3,8 @@
 use crate::cli::{ImagesArgs, ListFormat, PruneArgs, RmiArgs};
 use crate::image::cache::Cache;
 use crate::image::ImageArg;
+use crate::registry::cached;
+use crate::registry::reference::Reference;
 use anyhow::Result;
 
 pub fn list(a: &ImagesArgs) -> Result<i32> {
@@ -58,6 +60,17 @@ pub fn list(a: &ImagesArgs) -> Result<i32> {
 pub fn rmi(a: &RmiArgs) -> Result<i32> {
     let cache = site_cache()?;
     for target in &a.images {
+        if target.starts_with(crate::image::REGISTRY_PREFIX) {
+            let r = Reference::parse(target)?;
+            let found = cached::cached_images(&cache, &r);
+            if found.is_empty() {
+                anyhow::bail!("docker://{r}: not in the cache");
+            }
+            for d in found {
+                println!("removed {}", cache.remove_image(d.hex())?);
+            }
+            continue;
+        }
         let arg = ImageArg::parse(target);
         let key = if arg.path.exists() {
             match cache.digest_for(&arg.path, arg.reference.as_deref())? {
@@ -77,7 +90,7 @@ pub fn prune(a: &PruneArgs) -> Result<i32> {
     let cache = site_cache()?;
     let (leftovers, refs, images) = cache.prune(a.all)?;
     println!(
-        "removed {images} image(s), {leftovers} unfinished unpack(s), {refs} stale reference(s)"
+        "removed {images} image(s), {leftovers} unfinished unpack(s) or pull(s), {refs} stale reference(s)"
     );
     Ok(0)
 }

@@ -46,16 +46,14 @@ pub fn run(a: &PullArgs) -> Result<i32> {
     // The image's lock: a pull into the cache of the same image (or a
     // second -o) waits rather than writing the same blobs.
     let _lock = cache.lock_image(&res.config.0)?;
-    let store = cached::cache_store(&cache)?;
-    let result = pull::download(&res, &store, a.quiet).and_then(|_| {
+    cached::with_pull_store(&cache, &res, |store| {
+        pull::download(&res, store, a.quiet)?;
         if layout {
-            export::to_layout(&res, &store, dest)
+            export::to_layout(&res, store, dest)
         } else {
-            export::to_archive(&res, &store, dest)
+            export::to_archive(&res, store, dest)
         }
-    });
-    pull::discard(&res, &store);
-    result?;
+    })?;
     println!(
         "docker://{}@{} written to {}",
         r.name(),

@@ -8,6 +8,8 @@
 //! - Otherwise the image's lock is taken, so however many ranks of a node
 //!   ask at once, one downloads each blob and unpacks; the others wait and
 //!   find it done. Blobs are removed once unpacked: the rootfs is what runs.
+//!   Each pull keeps its blobs apart, under the image's lock, so pulls of
+//!   two images that share a layer never remove each other's files.
 
 use super::client::ClientOptions;
 use super::platform::Platform;
@@ -65,17 +67,9 @@ pub fn ensure(cache: &Cache, r: &Reference, s: &PullSettings) -> Result<(CachedI
     let opts = ClientOptions::from_site(s.site)?;
     let res = pull::resolve(r, p, s.site, &opts)?;
     let config = &res.config.0;
-    let image = match cache.load(config)? {
-        Some(img) => img,
-        None => {
-            let _lock = cache.lock_image(config)?;
-            match cache.load(config)? {
-                Some(img) => img,
-                None => fetch_and_unpack(cache, &res, s.quiet)
-                    .map_err(crate::image::printable::printable)?,
-            }
-        }
-    };
+    let image = cache.ensure_locked(config, || {
+        fetch_and_unpack(cache, &res, s.quiet).map_err(crate::image::printable::printable)
+    })?;
     let source = format!("{}{}", crate::image::REGISTRY_PREFIX, r.name());
     cache.set_text_ref(
         &pin_key(r, &res.top, p),
@@ -95,6 +89,29 @@ pub fn ensure(cache: &Cache, r: &Reference, s: &PullSettings) -> Result<(CachedI
     ))
 }
 
+/// The cached images `r` names, for `rmi docker://REF`: with a tag, every
+/// platform's image pulled under it; with a digest, the image whose
+/// manifest it is, or the host platform's image of the index it is.
+pub fn cached_images(cache: &Cache, r: &Reference) -> Vec<Digest> {
+    let prefix = crate::image::REGISTRY_PREFIX;
+    let Some(want) = &r.digest else {
+        let source = format!("{prefix}{}", r.name());
+        return cache.registry_images(|src, _| src == source);
+    };
+    let repo = format!("{prefix}{}/{}", r.registry, r.repository);
+    let want_text = want.to_string();
+    let mut out = cache.registry_images(|src, manifest| {
+        let same_repo = src == repo || src.starts_with(&format!("{repo}:"));
+        same_repo && manifest == Some(want_text.as_str())
+    });
+    if let Some((d, _)) = cache.text_ref(&pin_key(r, want, &Platform::host())) {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
 fn warm(cache: &Cache, r: &Reference, key: &str) -> Result<Option<(CachedImage, Origin)>> {
     let Some((d, manifest)) = cache.text_ref(key) else {
         return Ok(None);
@@ -110,22 +127,29 @@ fn warm(cache: &Cache, r: &Reference, key: &str) -> Result<Option<(CachedImage, 
     }))
 }
 
-/// The cache's blob store, each download under the blob's own lock.
-pub fn cache_store(cache: &Cache) -> Result<BlobStore<'_>> {
-    Ok(BlobStore {
-        root: cache.blob_root()?,
-        lock: Box::new(move |d| Ok(Box::new(cache.lock_blob(d)?) as Box<dyn Send>)),
-    })
+/// Runs `work` on a blob store of the pull's own (see
+/// [`Cache::pull_dir`]); the caller holds the image's lock. Whatever
+/// happens, the blobs go: after success they have served, after a failure
+/// they must not linger. A pull that is killed leaves its `.partial`
+/// downloads, which the next pull of the image resumes.
+pub fn with_pull_store<T>(
+    cache: &Cache,
+    res: &Resolution,
+    work: impl FnOnce(&BlobStore) -> Result<T>,
+) -> Result<T> {
+    let d = &res.config.0;
+    let store = BlobStore {
+        root: cache.pull_dir(d)?,
+    };
+    let result = work(&store);
+    cache.drop_pull_dir(d);
+    result
 }
 
-/// Downloads and unpacks, holding the image's lock. Whatever happens, the
-/// blobs go: after success they have served, after a failure they must
-/// not linger (a pull that is killed leaves its `.partial`, which the
-/// next pull resumes).
+/// Downloads and unpacks, holding the image's lock.
 fn fetch_and_unpack(cache: &Cache, res: &Resolution, quiet: bool) -> Result<CachedImage> {
-    let store = cache_store(cache)?;
-    let result = (|| {
-        pull::download(res, &store, quiet)?;
+    with_pull_store(cache, res, |store| {
+        pull::download(res, store, quiet)?;
         let src = Source::Pulled {
             dir: store.root.clone(),
             name: format!("docker://{}", res.reference),
@@ -133,7 +157,5 @@ fn fetch_and_unpack(cache: &Cache, res: &Resolution, quiet: bool) -> Result<Cach
         let resolved =
             manifest::from_manifest(&src, &res.manifest.data, Some(res.reference.name()))?;
         cache.unpack_holding_lock(&src, &resolved, &UnpackOptions { quiet })
-    })();
-    pull::discard(res, &store);
-    result
+    })
 }

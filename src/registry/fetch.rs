@@ -133,7 +133,7 @@ pub fn small_blob(c: &Client, d: &Digest, what: &str) -> Result<Vec<u8>> {
     Ok(data)
 }
 
-pub fn partial_path(dest: &Path) -> PathBuf {
+fn partial_path(dest: &Path) -> PathBuf {
     let mut name = dest.as_os_str().to_owned();
     name.push(".partial");
     PathBuf::from(name)

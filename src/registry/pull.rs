@@ -127,18 +127,14 @@ fn resolve_on(client: Client, r: &Reference, platform: &Platform) -> Result<Reso
     })
 }
 
-/// Takes the lock one blob's download holds; the lock is held while the
-/// returned value lives.
-pub type BlobLock<'a> = Box<dyn Fn(&Digest) -> Result<Box<dyn Send>> + Sync + 'a>;
-
-/// Where blobs land: `ROOT/blobs/sha256/HEX`, and the lock each download
-/// holds so two pulls never write one file.
-pub struct BlobStore<'a> {
+/// Where a pull's blobs land: `ROOT/blobs/sha256/HEX`, laid out as in an
+/// OCI layout so the unpack reads them as one. The caller holds the
+/// image's lock, so no other process writes there.
+pub struct BlobStore {
     pub root: PathBuf,
-    pub lock: BlobLock<'a>,
 }
 
-impl BlobStore<'_> {
+impl BlobStore {
     pub fn path(&self, d: &Digest) -> PathBuf {
         self.root.join("blobs/sha256").join(d.hex())
     }
@@ -177,7 +173,6 @@ pub fn download(res: &Resolution, store: &BlobStore, quiet: bool) -> Result<Vec<
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some((d, size)) = todo.get(i) else { return };
                 let result = (|| -> Result<()> {
-                    let _held = (store.lock)(d)?;
                     let dest = store.path(d);
                     if dest.exists() {
                         progress.inc(*size);
@@ -200,19 +195,6 @@ pub fn download(res: &Resolution, store: &BlobStore, quiet: bool) -> Result<Vec<
         return Err(e);
     }
     Ok(config)
-}
-
-/// Removes what `download` put in the store (after an unpack or an
-/// export, the blobs have served), partials included.
-pub fn discard(res: &Resolution, store: &BlobStore) {
-    let mut all: Vec<&Digest> = res.layers.iter().map(|l| &l.0).collect();
-    all.push(&res.config.0);
-    all.push(&res.manifest.digest);
-    for d in all {
-        let p = store.path(d);
-        let _ = fs::remove_file(fetch::partial_path(&p));
-        let _ = fs::remove_file(p);
-    }
 }
 
 /// The OCI layout index for one pulled image, named by its reference.

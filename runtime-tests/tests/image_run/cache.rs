@@ -178,7 +178,7 @@ fn images_rmi_and_prune_manage_the_cache() {
     std::fs::remove_file(&tar).unwrap();
     let o = ok(&env.run(&["prune"]));
     assert!(
-        o.contains("removed 1 image(s), 1 unfinished unpack(s), 1 stale reference(s)"),
+        o.contains("removed 1 image(s), 1 unfinished unpack(s) or pull(s), 1 stale reference(s)"),
         "{o}"
     );
     assert!(env.images().is_empty() && env.tmp_entries().is_empty());

@@ -8,20 +8,32 @@ use std::sync::Arc;
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const REPO: &str = "t/img";
 
-/// The test image: the busybox base layer, its config and manifest.
+/// The test image: the busybox base layer (and any more layers), its
+/// config and manifest, served under `repo`.
 pub struct Img {
+    pub repo: &'static str,
     pub layer: Vec<u8>,
+    pub more: Vec<Vec<u8>>,
     pub config: Vec<u8>,
     pub manifest: Vec<u8>,
 }
 
 impl Img {
     pub fn new() -> Arc<Img> {
-        let blob = Blob::gzip(&imagefix::base_layer());
-        let config = config_for(std::slice::from_ref(&blob));
-        let manifest = manifest_for(std::slice::from_ref(&blob), &config);
+        Img::layered(REPO, &[])
+    }
+
+    /// The base layer and then `more`, as repository `repo`.
+    pub fn layered(repo: &'static str, more: &[Vec<u8>]) -> Arc<Img> {
+        let mut blobs = vec![Blob::gzip(&imagefix::base_layer())];
+        blobs.extend(more.iter().map(|l| Blob::gzip(l)));
+        let config = config_for(&blobs);
+        let manifest = manifest_for(&blobs, &config);
+        let mut data = blobs.into_iter().map(|b| b.data);
         Arc::new(Img {
-            layer: blob.data,
+            repo,
+            layer: data.next().unwrap(),
+            more: data.collect(),
             config,
             manifest,
         })
@@ -36,11 +48,21 @@ impl Img {
         sha256_hex(&self.config)
     }
 
+    /// The blob a registry holds under digest `d`.
+    fn blob(&self, d: &str) -> Option<&Vec<u8>> {
+        if d == format!("sha256:{}", self.config_hex()) {
+            return Some(&self.config);
+        }
+        std::iter::once(&self.layer)
+            .chain(&self.more)
+            .find(|l| d == format!("sha256:{}", sha256_hex(l)))
+    }
+
     /// What a correct registry answers.
     pub fn answer(&self, req: &Request) -> Reply {
         let p = req.path.as_str();
-        let manifests = format!("/v2/{REPO}/manifests/");
-        let blobs = format!("/v2/{REPO}/blobs/");
+        let manifests = format!("/v2/{}/manifests/", self.repo);
+        let blobs = format!("/v2/{}/blobs/", self.repo);
         if p == "/v2/" {
             return ok("application/json", b"{}".to_vec());
         }
@@ -50,11 +72,7 @@ impl Img {
             }
         }
         if let Some(d) = p.strip_prefix(&blobs) {
-            let data = if d == self.layer_digest() {
-                &self.layer
-            } else if d == format!("sha256:{}", self.config_hex()) {
-                &self.config
-            } else {
+            let Some(data) = self.blob(d) else {
                 return status(404);
             };
             let from = req.range_start().unwrap_or(0).min(data.len());
@@ -117,6 +135,15 @@ pub fn ran(o: &Output, want: &str) {
 /// The command failed with one `hpcc:` line holding every word of
 /// `words`, and the cache holds no image, blob, partial or unpack.
 pub fn refused(s: &Scratch, o: &Output, words: &[&str]) {
+    says(o, words);
+    assert_eq!(s.images(), Vec::<String>::new(), "an image was left");
+    assert_eq!(s.tmp_entries(), Vec::<String>::new(), "an unpack was left");
+    let pulls = imagefix::list(&s.cache().join("pulls"));
+    assert_eq!(pulls, Vec::<String>::new(), "a pull's blobs were left");
+}
+
+/// The command failed with one `hpcc:` line holding every word of `words`.
+pub fn says(o: &Output, words: &[&str]) {
     let (_, err) = text(o);
     assert!(!o.status.success(), "succeeded: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -126,10 +153,6 @@ pub fn refused(s: &Scratch, o: &Output, words: &[&str]) {
         assert!(lines[0].contains(w), "{w:?} missing from {err}");
     }
     assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(s.images(), Vec::<String>::new(), "an image was left");
-    assert_eq!(s.tmp_entries(), Vec::<String>::new(), "an unpack was left");
-    let blobs = imagefix::list(&s.cache().join("blobs/sha256"));
-    assert_eq!(blobs, Vec::<String>::new(), "blobs were left");
 }
 
 /// No output file, and no partial one beside it.

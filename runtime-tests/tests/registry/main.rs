@@ -12,13 +12,13 @@
 mod fixture;
 #[path = "../imagefix/mod.rs"]
 mod imagefix;
+mod mirrors;
 mod server;
+mod sharing;
 
 use fixture::*;
 use imagefix::scratch::Scratch;
-use imagefix::sha256_hex;
 use server::{ok, status, Reply, Request, Server};
-use std::process::{Command, Output};
 use std::sync::Arc;
 
 #[test]
@@ -37,7 +37,7 @@ fn a_good_registry_pulls_runs_and_writes_archives_and_layouts() {
     assert_eq!(s.images(), vec![img.config_hex()]);
     // Blobs have served once the image is unpacked.
     assert_eq!(
-        imagefix::list(&s.cache().join("blobs/sha256")),
+        imagefix::list(&s.cache().join("pulls")),
         Vec::<String>::new()
     );
     let out = run(&s, &["images", "--format", "json"]);

@@ -11,8 +11,9 @@ use std::fs;
 use std::path::Path;
 
 impl Cache {
-    /// Removes unpacks that were killed half-way: those of one digest (we
-    /// hold its lock), or with `None` every one whose lock we can take.
+    /// Removes unpacks (or pulls) that were killed half-way: those of one
+    /// digest (we hold its lock), or with `None` every one whose lock we
+    /// can take.
     pub(super) fn clear_leftovers(&self, tmp_root: &Path, only: Option<&Digest>) -> Result<usize> {
         let mut removed = 0;
         let Ok(rd) = fs::read_dir(tmp_root) else {
@@ -160,10 +161,36 @@ impl Cache {
         Ok(d)
     }
 
-    /// Removes leftovers of killed unpacks, refs whose image file is gone,
-    /// and images no ref points to (with `all`, every image).
+    /// The images that registry refs matching `pred` point to; `pred` is
+    /// given each ref's source (`docker://NAME`) and manifest digest.
+    pub fn registry_images(&self, pred: impl Fn(&str, Option<&str>) -> bool) -> Vec<Digest> {
+        let mut out = Vec::new();
+        let Ok(rd) = fs::read_dir(self.root.join("refs")) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let Some(r) = fs::read(e.path())
+                .ok()
+                .and_then(|d| serde_json::from_slice::<RefEntry>(&d).ok())
+            else {
+                continue;
+            };
+            if r.is_registry() && pred(&r.source.to_string_lossy(), r.reference.as_deref()) {
+                if let Ok(d) = Digest::parse(&r.digest) {
+                    out.push(d);
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Removes leftovers of killed unpacks and pulls, refs whose image file
+    /// is gone, and images no ref points to (with `all`, every image).
     pub fn prune(&self, all: bool) -> Result<(usize, usize, usize)> {
-        let leftovers = self.clear_leftovers(&self.root.join("tmp"), None)?;
+        let leftovers = self.clear_leftovers(&self.root.join("tmp"), None)?
+            + self.clear_leftovers(&self.root.join("pulls"), None)?;
         // A registry ref's source is a reference, not a file; it stays until
         // `prune --all` or `rmi`.
         let refs = self.drop_refs(|r| all || (!r.is_registry() && !r.source.exists()))?;

@@ -6,8 +6,7 @@
 //! <cache>/refs/<key>.json                                          file identity (or registry reference) → digest, for warm starts
 //! <cache>/locks/<hex>.lock                                         flock held while one process unpacks
 //! <cache>/locks/<hex>.use                                          shared flock held by each run from lookup to mount
-//! <cache>/locks/<hex>.blob                                         flock held while one process downloads a blob
-//! <cache>/blobs/sha256/<hex>[.partial]                             a pull's blobs, removed once unpacked
+//! <cache>/pulls/<hex>/blobs/sha256/<blob>[.partial]                 one pull's blobs, under the image's lock; removed once unpacked
 //! ```
 //! A reader sees an image only once its directory was renamed into
 //! `images/`, so it is never half made. A warm start stats the image file,
@@ -216,10 +215,7 @@ impl Cache {
         let src = Source::open(path)?;
         let resolved = manifest::resolve(&src, want)?;
         let d = resolved.config_digest.clone();
-        let img = match self.load_complete(&d)? {
-            Some(img) => img,
-            None => self.unpack_locked(&src, &resolved, opts)?,
-        };
+        let img = self.ensure_locked(&d, || self.unpack_holding_lock(&src, &resolved, opts))?;
         let entry = RefEntry {
             digest: d.to_string(),
             source: fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
@@ -229,20 +225,22 @@ impl Cache {
         Ok(img)
     }
 
-    /// One unpack per image, however many processes ask at once: the first
-    /// to take the lock unpacks; the others wait, then find it done.
-    fn unpack_locked(
+    /// Image `d` from the cache, or else made by `make` while holding the
+    /// image's lock. However many processes ask at once, the first to take
+    /// the lock unpacks (or pulls); the others wait, then find it done.
+    pub fn ensure_locked(
         &self,
-        src: &Source,
-        r: &Resolved,
-        opts: &UnpackOptions,
+        d: &Digest,
+        make: impl FnOnce() -> Result<CachedImage>,
     ) -> Result<CachedImage> {
-        let d = &r.config_digest;
+        if let Some(img) = self.load_complete(d)? {
+            return Ok(img);
+        }
         let _lock = self.lock_image(d)?;
         if let Some(img) = self.load_complete(d)? {
             return Ok(img);
         }
-        self.unpack_holding_lock(src, r, opts)
+        make()
     }
 
     /// The exclusive lock one unpack (or pull) of image `d` holds.
@@ -251,21 +249,30 @@ impl Cache {
             .map_err(|(_, e)| anyhow!("locking the cache: {e}"))
     }
 
-    /// The lock a download of blob `d` into the cache's blob store holds.
-    pub fn lock_blob(&self, d: &Digest) -> Result<Flock<fs::File>> {
-        Flock::lock(self.lock_file(d.hex(), "blob")?, FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow!("locking the blob store: {e}"))
-    }
-
     /// The complete image `d`, pinned, if the cache has it.
     pub fn load(&self, d: &Digest) -> Result<Option<CachedImage>> {
         self.load_complete(d)
     }
 
-    /// Where pulls put blobs: `ROOT/blobs/sha256/` (made private).
-    pub fn blob_root(&self) -> Result<PathBuf> {
-        self.sub("blobs/sha256")?;
-        Ok(self.root.clone())
+    /// Where a pull of image `d` keeps its blobs, as an OCI layout keeps
+    /// them: `pulls/<hex>/blobs/sha256/`. Only the holder of the image's
+    /// lock uses it, so pulls of two images that share a layer never touch
+    /// one file, and a pull that is killed leaves its `.partial` downloads
+    /// for the next pull of that image to resume (`prune` clears them).
+    pub fn pull_dir(&self, d: &Digest) -> Result<PathBuf> {
+        let dir = self.sub("pulls")?.join(d.hex());
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir.join("blobs/sha256"))
+            .with_context(|| format!("cache directory {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// Removes what [`Cache::pull_dir`] made: the blobs have served, or
+    /// the pull failed and they must not linger.
+    pub fn drop_pull_dir(&self, d: &Digest) {
+        let _ = remove_tree(&self.root.join("pulls").join(d.hex()));
     }
 
     /// The digest and manifest a registry reference was last cached
