@@ -168,10 +168,7 @@ impl Client {
     /// whatever its status; [`check_status`] turns errors into messages.
     pub fn get(&self, path: &str, accept: &[&str], from_byte: u64) -> Result<Response<Body>> {
         let url = self.url(path)?;
-        let mut authenticated = false;
-        let mut tries = 0;
-        loop {
-            tries += 1;
+        self.call_retrying(&url, &self.host, true, || {
             let mut req = self.agent.get(&url);
             if !accept.is_empty() {
                 req = req.header("Accept", accept.join(", "));
@@ -182,9 +179,29 @@ impl Client {
             if let Some(a) = self.current_authorization() {
                 req = req.header("Authorization", a);
             }
-            match req.call() {
-                Ok(resp) if resp.status() == 401 && !authenticated => {
-                    authenticated = true;
+            req
+        })
+    }
+
+    /// Sends what `make` builds until the answer is not worth retrying:
+    /// 429 and 5xx wait (for Retry-After, else a growing backoff), as do
+    /// dropped connections. With `challenge`, one 401 is answered by
+    /// authenticating, and `make` builds the request again with the new
+    /// Authorization. Errors name `host`.
+    fn call_retrying(
+        &self,
+        url: &str,
+        host: &str,
+        challenge: bool,
+        make: impl Fn() -> ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+    ) -> Result<Response<Body>> {
+        let mut challenged = !challenge;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match make().call() {
+                Ok(resp) if resp.status() == 401 && !challenged => {
+                    challenged = true;
                     self.answer_challenge(&resp)?;
                 }
                 Ok(resp) if retryable_status(resp.status().as_u16()) && tries < TRIES => {
@@ -197,7 +214,7 @@ impl Client {
                     crate::debug!("{url}: {e}; trying again");
                     std::thread::sleep(self.backoff(tries));
                 }
-                Err(e) => return Err(describe(e, &self.host, self.opts.timeout)),
+                Err(e) => return Err(describe(e, host, self.opts.timeout)),
             }
         }
     }
@@ -259,24 +276,15 @@ impl Client {
         if realm.starts_with("http://") && !is_insecure(host, &self.opts.insecure) {
             bail!("{}: the token realm {realm} is plain HTTP on a host not listed in insecure_registries; refusing to send credentials there", self.host);
         }
-        let mut tries = 0;
-        let mut resp = loop {
-            tries += 1;
-            let mut req = self.agent.get(&url);
-            if let Some(c) = &self.creds {
-                req = req.header("Authorization", c.basic_header());
-            }
-            match req.call() {
-                Ok(r) if retryable_status(r.status().as_u16()) && tries < TRIES => {
-                    std::thread::sleep(retry_after(&r).unwrap_or_else(|| self.backoff(tries)));
+        let mut resp = self
+            .call_retrying(&url, host, false, || {
+                let req = self.agent.get(&url);
+                match &self.creds {
+                    Some(c) => req.header("Authorization", c.basic_header()),
+                    None => req,
                 }
-                Ok(r) => break r,
-                Err(e) if retryable_error(&e) && tries < TRIES => {
-                    std::thread::sleep(self.backoff(tries))
-                }
-                Err(e) => return Err(describe(e, host, self.opts.timeout)).context("token server"),
-            }
-        };
+            })
+            .context("token server")?;
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
             match &self.creds {
