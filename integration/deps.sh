@@ -22,7 +22,7 @@ DEMO="busybox-static file gcc make"
 # qemu-system-x86, e2fsprogs: the VM guests of other kernels (TCG);
 # docker-registry, skopeo, apache2-utils (htpasswd), openssl: the local
 #   registries of registry.bats, with TLS and basic auth.
-TEST="$DEMO uidmap passwd util-linux zstd podman umoci \
+TEST="$DEMO uidmap passwd util-linux zstd podman umoci python3 \
 openmpi-bin libopenmpi-dev mpich libmpich-dev debootstrap \
 bats containerd docker.io slurm-wlm munge iproute2 procps libc6-dev time \
 qemu-system-x86 e2fsprogs docker-registry skopeo apache2-utils openssl"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bats
 # hpcc pull and hpcc run docker:// against Debian's docker-registry
 # (distribution 2.8) on 127.0.0.1: one over plain HTTP, one over TLS with
-# a CA made here and htpasswd basic auth. Images are pushed with skopeo
+# a CA made here and htpasswd basic auth, and one whose bearer-token realm
+# is token_server.py (our own, signing JWTs the registry checks against a
+# certificate made here). Images are pushed with skopeo
 # from the busybox tar the runner builds, plus a two-platform index made
 # here from it. Runs as root and, by run.sh, as an unprivileged user.
 # (Misbehaving registries are runtime-tests/tests/registry.)
@@ -78,11 +80,41 @@ make_two_platform_layout() { # DIR
         "$inner" "$isize" >"$d/index.json"
 }
 
+# The registry in token mode, and the token server whose signing
+# certificate it trusts: anyone may pull public/*, alice anything.
+start_token_registry() {
+    local w=$SUITE_WORK
+    mkdir -p "$w/token"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=hpcc-test-token-signer \
+        -keyout "$w/token/signer.key" -out "$w/token/signer.crt" 2>/dev/null
+    TOKEN_AUTH=$(free_port)
+    start_daemon "$w/token-server.pid" "$w/token-server.out" python3 "$BATS_TEST_DIRNAME/token_server.py" \
+        "$TOKEN_AUTH" "$w/token/signer.key" "$w/token/signer.crt" hpcc-test-issuer hpcc-test-registry \
+        alice:s3cret public "$w/token-requests.log"
+    wait_for 15 listening "$TOKEN_AUTH" || { cat "$w/token-server.out" >&2; return 1; }
+    TOKEN=$(free_port)
+    start_registry token "$TOKEN" "auth:
+  token:
+    realm: http://127.0.0.1:$TOKEN_AUTH/token
+    service: hpcc-test-registry
+    issuer: hpcc-test-issuer
+    rootcertbundle: $w/token/signer.crt"
+    export TOKEN TOKEN_AUTH
+    local ref
+    for ref in public/busybox:1 private/busybox:1; do
+        tmo skopeo copy -q "docker-archive:$HPCC_IMAGE" "docker://127.0.0.1:$TOKEN/$ref" \
+            --dest-tls-verify=false --dest-creds alice:s3cret
+    done
+    printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$TOKEN" "$(printf alice:s3cret | base64)" >"$w/token-auth.json"
+    printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$TOKEN" "$(printf alice:wrong | base64)" >"$w/token-bad-auth.json"
+}
+
 setup_file() {
     require_cmd docker-registry docker-registry
     require_cmd skopeo skopeo
     require_cmd htpasswd apache2-utils
     require_cmd openssl openssl
+    require_cmd python3 python3
     make_work_dir registry
     local w=$SUITE_WORK
     mkdir -p "$w/tls" "$w/certs"
@@ -107,12 +139,15 @@ auth:
     tmo skopeo copy -q --all "oci:$w/multi:multi" "docker://127.0.0.1:$PLAIN/multi:latest" --dest-tls-verify=false
     printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$SECURE" "$(printf alice:s3cret | base64)" >"$w/auth.json"
     printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}' "$SECURE" "$(printf alice:wrong | base64)" >"$w/bad-auth.json"
+    start_token_registry
 }
 
 teardown_file() {
     [ -n "${SUITE_WORK:-}" ] || return 0
     stop_pidfile "$SUITE_WORK/plain.pid"
     stop_pidfile "$SUITE_WORK/secure.pid"
+    stop_pidfile "$SUITE_WORK/token.pid"
+    stop_pidfile "$SUITE_WORK/token-server.pid"
     remove_work_dir
 }
 
@@ -184,4 +219,52 @@ h() { tmo "$HPCC" "$@"; }
     [ "$status" -ne 0 ]
     assert_contains "$output" "no linux/s390x variant"
     [ ! -e "$w/none-$BATS_TEST_NUMBER.tar" ]
+}
+
+@test "registry: bearer tokens from a token realm, anonymous and with credentials" {
+    log=$SUITE_WORK/token-requests.log
+    private=docker://127.0.0.1:$TOKEN/private/busybox:1
+    # A private repository with no credentials, then with wrong ones: one
+    # line each, and nothing cached.
+    run h run -q "$private" -- true
+    [ "$status" -ne 0 ]
+    assert_eq "$(echo "$output" | wc -l)" 1 "lines of: $output"
+    assert_contains "$output" "$private"
+    assert_contains "$output" "access denied"
+    REGISTRY_AUTH_FILE=$SUITE_WORK/token-bad-auth.json run h run -q "$private" -- true
+    [ "$status" -ne 0 ]
+    assert_eq "$(echo "$output" | wc -l)" 1 "lines of: $output"
+    assert_contains "$output" "token server refused the credentials for user alice"
+    assert_eq "$(ls -A "$HPCC_CACHE_DIR/images" "$HPCC_CACHE_DIR/pulls" 2>/dev/null)" "" "left in the cache"
+    # Anonymous: the realm grants pull on public/*, and the registry
+    # accepts the token it signed.
+    : >"$log"
+    run h run -q "docker://127.0.0.1:$TOKEN/public/busybox:1" -- echo bearer anonymous
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    assert_eq "$output" "bearer anonymous"
+    run cat "$log"
+    assert_contains "$output" "service=hpcc-test-registry scope=repository:public/busybox:pull as=anonymous"
+    # With credentials from an auth file the realm signs alice's access.
+    : >"$log"
+    export REGISTRY_AUTH_FILE=$SUITE_WORK/token-auth.json
+    run h run -q "$private" -- echo bearer alice
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    assert_eq "$output" "bearer alice"
+    run cat "$log"
+    assert_contains "$output" "scope=repository:private/busybox:pull as=alice"
+}
+
+@test "registry: a site mirror serves a registry no resolver knows" {
+    w=$SUITE_WORK
+    dead=$(free_port)
+    printf '[registry_mirrors]\n"registry.invalid:5000" = ["127.0.0.1:%s", "127.0.0.1:%s"]\n' "$dead" "$PLAIN" >"$w/mirrors.toml"
+    HPCC_CONFIG=$w/mirrors.toml run h run -q docker://registry.invalid:5000/busybox:latest -- echo from the mirror
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    assert_eq "$output" "from the mirror"
+    run h images
+    assert_contains "$output" "registry.invalid:5000/busybox:latest"
+    # Without the mirror, the registry itself is asked, and cannot be found.
+    run h pull -q docker://registry.invalid:5000/other:latest
+    [ "$status" -ne 0 ]
+    assert_contains "$output" "docker://registry.invalid:5000/other:latest"
 }

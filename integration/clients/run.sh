@@ -69,7 +69,7 @@ if [ "$(id -u)" = 0 ]; then
     # the user runs copies of the suites.
     mkdir -p "$WORK/suites/clients"
     cp -r "$HERE/../slurm" "$HERE/../cluster" "$WORK/suites/"
-    cp "$HERE"/lib.bash "$HERE"/*.bats "$WORK/suites/clients/"
+    cp "$HERE"/lib.bash "$HERE"/*.bats "$HERE"/*.py "$WORK/suites/clients/"
     chmod -R a+rX "$WORK/suites"
     echo "=== client suites as $TEST_USER ==="
     for s in "${suites[@]}"; do

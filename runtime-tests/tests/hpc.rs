@@ -84,6 +84,7 @@ fn the_user_is_themselves_with_their_home() {
     );
     c.env("HOME", &home).current_dir(&home);
     let out = ok(&c.output().unwrap());
+    // SAFETY: getgid has no preconditions and cannot fail.
     let gid = unsafe { libc::getgid() };
     assert_eq!(
         out,
