@@ -164,26 +164,31 @@ impl Cache {
     /// The images that registry refs matching `pred` point to; `pred` is
     /// given each ref's source (`docker://NAME`) and manifest digest.
     pub fn registry_images(&self, pred: impl Fn(&str, Option<&str>) -> bool) -> Vec<Digest> {
-        let mut out = Vec::new();
-        let Ok(rd) = fs::read_dir(self.root.join("refs")) else {
-            return out;
-        };
-        for e in rd.flatten() {
-            let Some(r) = fs::read(e.path())
-                .ok()
-                .and_then(|d| serde_json::from_slice::<RefEntry>(&d).ok())
-            else {
-                continue;
-            };
-            if r.is_registry() && pred(&r.source.to_string_lossy(), r.reference.as_deref()) {
-                if let Ok(d) = Digest::parse(&r.digest) {
-                    out.push(d);
-                }
-            }
-        }
+        let mut out: Vec<Digest> = self
+            .ref_entries()
+            .into_iter()
+            .filter(|r| {
+                r.is_registry() && pred(&r.source.to_string_lossy(), r.reference.as_deref())
+            })
+            .filter_map(|r| Digest::parse(&r.digest).ok())
+            .collect();
         out.sort();
         out.dedup();
         out
+    }
+
+    /// Every readable ref; ones that do not parse are left to `drop_refs`.
+    fn ref_entries(&self) -> Vec<RefEntry> {
+        let Ok(rd) = fs::read_dir(self.root.join("refs")) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| {
+                fs::read(e.path())
+                    .ok()
+                    .and_then(|d| serde_json::from_slice::<RefEntry>(&d).ok())
+            })
+            .collect()
     }
 
     /// Removes leftovers of killed unpacks and pulls, refs whose image file
@@ -194,17 +199,8 @@ impl Cache {
         // A registry ref's source is a reference, not a file; it stays until
         // `prune --all` or `rmi`.
         let refs = self.drop_refs(|r| all || (!r.is_registry() && !r.source.exists()))?;
-        let mut live = std::collections::HashSet::new();
-        if let Ok(rd) = fs::read_dir(self.root.join("refs")) {
-            for e in rd.flatten() {
-                if let Some(r) = fs::read(e.path())
-                    .ok()
-                    .and_then(|d| serde_json::from_slice::<RefEntry>(&d).ok())
-                {
-                    live.insert(r.digest);
-                }
-            }
-        }
+        let live: std::collections::HashSet<String> =
+            self.ref_entries().into_iter().map(|r| r.digest).collect();
         let mut images = 0;
         for (m, _) in self.list()? {
             if live.contains(&m.digest) {
