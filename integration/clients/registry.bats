@@ -11,20 +11,58 @@
 
 load lib
 
+# A port nothing listens on, below the kernel's ephemeral range: a port in
+# that range can be the source port of some open connection, which a
+# connect probe cannot see and bind() then refuses.
 free_port() {
-    local p
+    local low high base span p
+    read -r low high </proc/sys/net/ipv4/ip_local_port_range
+    if [ "$low" -gt 11024 ]; then
+        base=10000 span=$((low - 10000))
+    else
+        base=$((high + 1)) span=$((65536 - high - 1))
+    fi
     for _ in $(seq 50); do
-        p=$((20000 + RANDOM % 20000))
-        (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
+        p=$((base + RANDOM % span))
+        listening "$p" || { echo "$p"; return 0; }
     done
     return 1
 }
 
 listening() { (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-start_registry() { # NAME PORT [EXTRA-YAML]
-    local w=$SUITE_WORK name=$1 port=$2
-    mkdir -p "$w/$name-store"
+up_or_gone() { # PORT PIDFILE
+    listening "$1" || ! kill -0 "$(cat "$2")" 2>/dev/null
+}
+
+# Calls START PORT (which starts a daemon with start_daemon PIDFILE LOG)
+# on a free port until the daemon listens there, and sets PORT. A port
+# free when checked can be taken before the daemon binds it, so a daemon
+# that dies saying so is started again on another.
+serve_on_free_port() { # PIDFILE LOG START
+    local pidfile=$1 log=$2 start=$3 port
+    for _ in 1 2 3 4 5; do
+        port=$(free_port) || return 1
+        "$start" "$port"
+        wait_for 15 up_or_gone "$port" "$pidfile"
+        if listening "$port" && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+            PORT=$port
+            return 0
+        fi
+        grep -qi 'address already in use' "$log" || break
+    done
+    cat "$log" >&2
+    return 1
+}
+
+start_registry() { # NAME [EXTRA-YAML]; sets PORT
+    REGISTRY_NAME=$1 REGISTRY_EXTRA=${2:-}
+    mkdir -p "$SUITE_WORK/$1-store"
+    serve_on_free_port "$SUITE_WORK/$1.pid" "$SUITE_WORK/$1.log" registry_on_port
+}
+
+registry_on_port() { # PORT
+    local w=$SUITE_WORK name=$REGISTRY_NAME
     cat >"$w/$name.yml" <<EOF
 version: 0.1
 log:
@@ -33,11 +71,23 @@ storage:
   filesystem:
     rootdirectory: $w/$name-store
 http:
-  addr: 127.0.0.1:$port
-$3
+  addr: 127.0.0.1:$1
+$REGISTRY_EXTRA
 EOF
     start_daemon "$w/$name.pid" "$w/$name.log" docker-registry serve "$w/$name.yml"
-    wait_for 15 listening "$port" || { cat "$w/$name.log" >&2; return 1; }
+}
+
+# A stopped registry again, on its port and with its config.
+restart_registry() { # NAME PORT
+    start_daemon "$SUITE_WORK/$1.pid" "$SUITE_WORK/$1.log" docker-registry serve "$SUITE_WORK/$1.yml"
+    wait_for 15 listening "$2" || { cat "$SUITE_WORK/$1.log" >&2; return 1; }
+}
+
+token_server_on_port() { # PORT
+    local w=$SUITE_WORK
+    start_daemon "$w/token-server.pid" "$w/token-server.out" python3 "$BATS_TEST_DIRNAME/token_server.py" \
+        "$1" "$w/token/signer.key" "$w/token/signer.crt" hpcc-test-issuer hpcc-test-registry \
+        alice:s3cret public "$w/token-requests.log"
 }
 
 # A CA, and a certificate for 127.0.0.1 it signed.
@@ -87,18 +137,15 @@ start_token_registry() {
     mkdir -p "$w/token"
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=hpcc-test-token-signer \
         -keyout "$w/token/signer.key" -out "$w/token/signer.crt" 2>/dev/null
-    TOKEN_AUTH=$(free_port)
-    start_daemon "$w/token-server.pid" "$w/token-server.out" python3 "$BATS_TEST_DIRNAME/token_server.py" \
-        "$TOKEN_AUTH" "$w/token/signer.key" "$w/token/signer.crt" hpcc-test-issuer hpcc-test-registry \
-        alice:s3cret public "$w/token-requests.log"
-    wait_for 15 listening "$TOKEN_AUTH" || { cat "$w/token-server.out" >&2; return 1; }
-    TOKEN=$(free_port)
-    start_registry token "$TOKEN" "auth:
+    serve_on_free_port "$w/token-server.pid" "$w/token-server.out" token_server_on_port
+    TOKEN_AUTH=$PORT
+    start_registry token "auth:
   token:
     realm: http://127.0.0.1:$TOKEN_AUTH/token
     service: hpcc-test-registry
     issuer: hpcc-test-issuer
     rootcertbundle: $w/token/signer.crt"
+    TOKEN=$PORT
     export TOKEN TOKEN_AUTH
     local ref
     for ref in public/busybox:1 private/busybox:1; do
@@ -121,16 +168,16 @@ setup_file() {
     make_tls "$w/tls"
     cp "$w/tls/ca.crt" "$w/certs/ca.crt"
     htpasswd -Bbn alice s3cret >"$w/htpasswd"
-    PLAIN=$(free_port)
-    start_registry plain "$PLAIN"
-    SECURE=$(free_port)
-    start_registry secure "$SECURE" "  tls:
+    start_registry plain
+    PLAIN=$PORT
+    start_registry secure "  tls:
     certificate: $w/tls/server.crt
     key: $w/tls/server.key
 auth:
   htpasswd:
     realm: hpcc-test
     path: $w/htpasswd"
+    SECURE=$PORT
     export PLAIN SECURE
     tmo skopeo copy -q "docker-archive:$HPCC_IMAGE" "docker://127.0.0.1:$PLAIN/busybox:latest" --dest-tls-verify=false
     tmo skopeo copy -q "docker-archive:$HPCC_IMAGE" "docker://127.0.0.1:$SECURE/team/busybox:1" \
@@ -171,7 +218,7 @@ h() { tmo "$HPCC" "$@"; }
     digest=$(printf '%s' "$output" | grep -o '"manifest": "sha256:[0-9a-f]*"' | grep -o 'sha256:[0-9a-f]*')
     stop_pidfile "$SUITE_WORK/plain.pid"
     run h run -q "docker://localhost:$PLAIN/busybox@$digest" -- echo warm
-    start_registry plain "$PLAIN"
+    restart_registry plain "$PLAIN"
     assert_eq "$output" "warm"
 }
 

@@ -85,10 +85,15 @@ wait_for() {
 }
 
 # A TCP port nothing listens on now. Random, so that two clusters started
-# at the same time (parallel CI jobs) do not race for the same one.
+# at the same time (parallel CI jobs) do not race for the same one, and
+# below the kernel's ephemeral range, where the source port of any open
+# connection would make bind() fail though nothing listens.
 free_port() {
+    local low high
+    read -r low high </proc/sys/net/ipv4/ip_local_port_range
+    [ "$low" -gt 11024 ] || die "ip_local_port_range starts at $low: no room below it for the cluster's ports"
     while :; do
-        p=$(( $(od -An -N2 -tu2 /dev/urandom) % 20000 + 20000 ))
+        p=$(( $(od -An -N2 -tu2 /dev/urandom) % (low - 10000) + 10000 ))
         [ "$p" != "${1:-}" ] || continue
         [ -z "$(ss -Hltn "sport = :$p")" ] && { echo "$p"; return; }
     done
