@@ -19,8 +19,10 @@ free_port() {
     read -r low high </proc/sys/net/ipv4/ip_local_port_range
     if [ "$low" -gt 11024 ]; then
         base=10000 span=$((low - 10000))
-    else
-        base=$((high + 1)) span=$((65536 - high - 1))
+    elif [ "$high" -lt 64511 ]; then
+        base=$((high + 1)) span=$((65535 - high))
+    else # no room outside the range: the retries below must do
+        base=20000 span=20000
     fi
     for _ in $(seq 50); do
         p=$((base + RANDOM % span))
