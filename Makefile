@@ -4,8 +4,9 @@
 
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
-# musl gives a static-pie binary; without the musl target we fall back to the
-# gnu target with a statically linked C runtime.
+# musl gives a static binary (not PIE: .cargo/config.toml says why); without
+# the musl target we fall back to the gnu target with a statically linked C
+# runtime.
 TARGET  ?= $(shell rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 && echo x86_64-unknown-linux-musl || echo x86_64-unknown-linux-gnu)
 ifeq ($(TARGET),x86_64-unknown-linux-gnu)
 export RUSTFLAGS += -C target-feature=+crt-static
