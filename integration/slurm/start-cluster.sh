@@ -89,12 +89,15 @@ wait_for() {
 # below the kernel's ephemeral range, where the source port of any open
 # connection would make bind() fail though nothing listens.
 free_port() {
-    local low high
-    read -r low high </proc/sys/net/ipv4/ip_local_port_range
+    local not=${1:-} low range
+    # Not `read <FILE`: dash reads one byte at a time, and a sysctl file
+    # answers a read at a non-zero offset with end-of-file.
+    range=$(cat /proc/sys/net/ipv4/ip_local_port_range)
+    low=${range%%[!0-9]*}
     [ "$low" -gt 11024 ] || die "ip_local_port_range starts at $low: no room below it for the cluster's ports"
     while :; do
         p=$(( $(od -An -N2 -tu2 /dev/urandom) % (low - 10000) + 10000 ))
-        [ "$p" != "${1:-}" ] || continue
+        [ "$p" != "$not" ] || continue
         [ -z "$(ss -Hltn "sport = :$p")" ] && { echo "$p"; return; }
     done
 }
