@@ -132,6 +132,27 @@ impl TestEnv {
     /// did not finish within [`COMMAND_LIMIT`](crate::COMMAND_LIMIT)) as
     /// `Err` instead of panicking.
     pub fn try_hpcc_in(&self, cwd: &Path, args: &[&str]) -> Result<Output, String> {
+        self.try_hpcc_with(cwd, args, |_| {})
+    }
+
+    /// [`TestEnv::hpcc`] after `prepare` has adjusted the command (extra
+    /// environment, a `pre_exec` hook). A test must not spawn hpcc itself:
+    /// the harness's orphan reaper, run by other test threads, would take
+    /// the exit status of a child it does not know (`wait` then fails with
+    /// ECHILD).
+    pub fn hpcc_with(&self, args: &[&str], prepare: impl FnOnce(&mut Command)) -> Output {
+        let mut full = vec!["--root", self.root_str()];
+        full.extend_from_slice(args);
+        self.try_hpcc_with(&self.dir, &full, prepare)
+            .unwrap_or_else(|e| panic!("hpcc {full:?}: {e}"))
+    }
+
+    fn try_hpcc_with(
+        &self,
+        cwd: &Path,
+        args: &[&str],
+        prepare: impl FnOnce(&mut Command),
+    ) -> Result<Output, String> {
         let n = self.next();
         let out_path = self.dir.join(format!("cmd-{n}.stdout"));
         let err_path = self.dir.join(format!("cmd-{n}.stderr"));
@@ -143,6 +164,7 @@ impl TestEnv {
             .stdin(Stdio::null())
             .stdout(create(&out_path)?)
             .stderr(create(&err_path)?);
+        prepare(&mut cmd);
         let status =
             run_bounded(&mut cmd).map_err(|e| format!("{} {args:?}: {e}", self.bin.display()))?;
         let read = |p: &Path| {

@@ -96,37 +96,24 @@ fn socket_activation_fds_reach_the_container() {
     let file = fs::File::open(&marker).expect("open marker");
     let raw = std::os::fd::AsRawFd::as_raw_fd(&file);
     let id = env.id("listenfds");
-    let mut cmd = std::process::Command::new(runtime_tests::hpcc_bin());
-    cmd.args([
-        "--root",
-        env.root_str(),
-        "run",
-        "--bundle",
-        bundle.path(),
-        &id,
-    ])
-    .env("LISTEN_FDS", "1")
-    .stdin(std::process::Stdio::null());
-    // SAFETY: dup2/close between fork and exec, on fds this test owns.
-    unsafe {
-        cmd.pre_exec(move || {
-            // dup2 onto itself keeps close-on-exec: clear it explicitly.
-            if libc::dup2(raw, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            for fd in 4..1024 {
-                libc::close(fd);
-            }
-            Ok(())
-        });
-    }
-    let out = cmd.output().expect("hpcc run");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = env.hpcc_with(&["run", "--bundle", bundle.path(), &id], |cmd| {
+        cmd.env("LISTEN_FDS", "1");
+        // SAFETY: dup2/close between fork and exec, on fds this test owns.
+        unsafe {
+            cmd.pre_exec(move || {
+                // dup2 onto itself keeps close-on-exec: clear it explicitly.
+                if libc::dup2(raw, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                for fd in 4..1024 {
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+    });
+    let stdout = out.stdout.clone();
+    assert!(out.status.success(), "{out}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.first().copied(), Some("1 1"), "{stdout}");
     assert!(
