@@ -45,7 +45,7 @@ H=$W/hpcc
 # busybox image (docker-archive) and the same tree as a directory for ch-run.
 mkdir -p "$W/bb/bin" "$W/bb/etc" "$W/bb/dev" "$W/bb/proc" "$W/bb/sys" "$W/bb/tmp" "$W/bb/home"
 cp /bin/busybox "$W/bb/bin/busybox"
-for a in sh true; do ln -s busybox "$W/bb/bin/$a"; done
+for a in sh true sleep; do ln -s busybox "$W/bb/bin/$a"; done
 echo "root:x:0:0:root:/root:/bin/sh" >"$W/bb/etc/passwd"
 echo "root:x:0:" >"$W/bb/etc/group"
 touch "$W/bb/etc/hosts" "$W/bb/etc/resolv.conf"
@@ -88,6 +88,8 @@ hf() { # NAME hyperfine-args...   (as the unprivileged user)
 # with the cache dropped, for the MPI image). No real first run follows a
 # mass delete by seconds; every unpacker here, tar included, gets the same
 # cold cache.
+# `-R NAME CMD` in place of `-n NAME CMD` runs that command as root (an
+# hpcc run as root needs a cache of its own: DIR itself is the user's).
 hf_cold() { # NAME DIR hyperfine-args...   (commands as strings, run as the user)
     local name=$1 dir=$2 a args=()
     shift 2
@@ -102,6 +104,9 @@ hf_cold() { # NAME DIR hyperfine-args...   (commands as strings, run as the user
         shift
         if [ "$a" = -n ]; then
             args+=(-n "$1" "${AS[*]} $2")
+            shift 2
+        elif [ "$a" = -R ]; then
+            args+=(-n "$1" "$2")
             shift 2
         else
             args+=("$a")
@@ -158,14 +163,40 @@ SH
         -n hpcc "sh -c '$(lifecycle "$H" h)'" \
         -n runc "sh -c '$(lifecycle runc r)'" \
         -n crun "sh -c '$(lifecycle "$W/crun-wrap" c)'"
+    # exec of `true` into a running container (sleep), each runtime its own.
+    B2=$W/bundle-exec
+    cp -a "$B" "$B2"
+    python3 - "$B2/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p))
+c["process"]["args"] = ["sleep", "100000"]
+json.dump(c, open(p, "w"), indent=1)
+PY
+    for rt in "$H:h" "runc:r" "$W/crun-wrap:c"; do
+        "${rt%:*}" --root "$W/st-${rt##*:}" create -b "$B2" e </dev/null >/dev/null 2>&1
+        "${rt%:*}" --root "$W/st-${rt##*:}" start e
+    done
+    hf_root oci_exec -w 3 -r "$RUNS" \
+        -n hpcc "$H --root $W/st-h exec e true" \
+        -n hpcc-memfd-seal "env HPCC_EXE_SEAL=memfd $H --root $W/st-h exec e true" \
+        -n runc "runc --root $W/st-r exec e true" \
+        -n crun "$W/crun-wrap --root $W/st-c exec e true"
+    for rt in "$H:h" "runc:r" "$W/crun-wrap:c"; do
+        # Best effort: runc may still be waiting for the cgroup to empty.
+        "${rt%:*}" --root "$W/st-${rt##*:}" delete -f e >/dev/null 2>&1 || true
+    done
 fi
 
 # 3. Cold unpack of the MPI image (gzip layer): hpcc, GNU tar -xzf, umoci.
 hf_cold cold_unpack "$W/cold" -w 1 -r 3 \
     -n hpcc "env HPCC_CACHE_DIR=$W/cold $H run -q $W/mpi-gz.tar -- true" \
     -n tar "tar -C $W/cold -xzf $W/layer.tar.gz" \
-    -n umoci "umoci unpack --rootless --image $W/layout:bench $W/cold/bundle"
-# Peak RSS of each unpacker (one run each).
+    -n umoci "umoci unpack --rootless --image $W/layout:bench $W/cold/bundle" \
+    -R hpcc-root "env HPCC_CACHE_DIR=$W/cold/root $H run -q $W/mpi-gz.tar -- true" \
+    -R tar-root "tar -C $W/cold -xzf $W/layer.tar.gz"
+# Peak RSS of each unpacker (one run each), as the user: the root rows
+# above left files only root may remove.
+[ "$(id -u)" = 0 ] && rm -rf "$W/cold"
 rss() { run_as sh -c "chmod -R u+rwX $W/cold 2>/dev/null; rm -rf $W/cold; mkdir -p $W/cold; /usr/bin/time -f %M $* >/dev/null 2>$W/out/rss.tmp; tail -1 $W/out/rss.tmp"; }
 echo "{\"hpcc\": $(rss env HPCC_CACHE_DIR=$W/cold "$H" run -q "$W/mpi-gz.tar" -- true), \"tar\": $(rss tar -C "$W/cold" -xzf "$W/layer.tar.gz"), \"umoci\": $(rss umoci unpack --rootless --image "$W/layout:bench" "$W/cold/bundle")}" >"$W/out/rss.json"
 

@@ -41,6 +41,7 @@ res = {
     "warm_start": hyperfine("warm_start"),
     "oci_run": hyperfine("oci_run"),
     "oci_lifecycle": hyperfine("oci_lifecycle"),
+    "oci_exec": hyperfine("oci_exec"),
     "cold_unpack": hyperfine("cold_unpack"),
     "cold_unpack_peak_rss_kb": json.load(open(os.path.join(out, "rss.json"))),
     "concurrent": hyperfine("concurrent"),
@@ -67,7 +68,8 @@ if w:
     row("  kernel floor: unshare -Urm true", f"{w['unshare']['median_ms']:.2f} ms", "", None, "")
     row("  warm start, 200 MB MPI image", f"{w['hpcc-mpi-image']['median_ms']:.2f} ms", f"busybox {w['hpcc']['median_ms']:.2f} ms",
         ratio(w["hpcc-mpi-image"]["median_ms"], w["hpcc"]["median_ms"]), "~1.0x")
-for key, label in (("oci_run", "OCI run (root)"), ("oci_lifecycle", "create+start+delete (root)")):
+for key, label in (("oci_run", "OCI run (root)"), ("oci_lifecycle", "create+start+delete (root)"),
+                   ("oci_exec", "exec into a running container (root)")):
     o = res[key]
     if o:
         row(label, f"{o['hpcc']['median_ms']:.2f} ms", f"crun {o['crun']['median_ms']:.2f} ms, runc {o['runc']['median_ms']:.2f} ms",
@@ -84,6 +86,9 @@ if c:
     row("cold unpack, MPI image (gzip)", f"{c['hpcc']['median_ms']:.0f} ms ({mbps(c['hpcc']['median_ms']):.0f} MB/s, {rss['hpcc']/1024:.0f} MB RSS)",
         f"tar -xzf {c['tar']['median_ms']:.0f} ms ({rss['tar']/1024:.0f} MB RSS), umoci {c['umoci']['median_ms']:.0f} ms ({rss['umoci']/1024:.0f} MB RSS)",
         ratio(c["hpcc"]["median_ms"], c["tar"]["median_ms"]), "<= 0.8x tar, RSS < 50 MB")
+    if "hpcc-root" in c:
+        row("  the same, as root", f"{c['hpcc-root']['median_ms']:.0f} ms", f"tar -xzf as root {c['tar-root']['median_ms']:.0f} ms",
+            ratio(c["hpcc-root"]["median_ms"], c["tar-root"]["median_ms"]), "<= 0.8x tar")
 syn = res["synthetic"]
 for n, s in syn.items():
     if not s:
