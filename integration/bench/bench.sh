@@ -90,7 +90,7 @@ hf() { # NAME hyperfine-args...   (as the unprivileged user)
 # cold cache.
 # `-R NAME CMD` in place of `-n NAME CMD` runs that command as root (an
 # hpcc run as root needs a cache of its own: DIR itself is the user's).
-hf_cold() { # NAME DIR hyperfine-args...   (commands as strings, run as the user)
+hf_cold() { # NAME DIR hyperfine-args...   (commands as strings, run as the user; hf_root runs hyperfine)
     local name=$1 dir=$2 a args=()
     shift 2
     local prep="chmod -R u+rwX $dir 2>/dev/null; rm -rf $dir; mkdir -p $dir"
@@ -112,9 +112,7 @@ hf_cold() { # NAME DIR hyperfine-args...   (commands as strings, run as the user
             args+=("$a")
         fi
     done
-    echo "== $name"
-    hyperfine -N --style basic --export-json "$W/out/$name.json" --prepare "sh -c '$prep'" "${args[@]}" 2>&1 |
-        grep -E 'Benchmark|Time|Range|rror' || true
+    hf_root "$name" --prepare "sh -c '$prep'" "${args[@]}"
 }
 hf_root() { # NAME hyperfine-args...   (as root, for the OCI runtimes)
     local name=$1; shift

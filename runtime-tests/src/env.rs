@@ -108,9 +108,7 @@ impl TestEnv {
 
     /// Runs `hpcc --root <root> ARGS...`.
     pub fn hpcc(&self, args: &[&str]) -> Output {
-        let mut full = vec!["--root", self.root_str()];
-        full.extend_from_slice(args);
-        self.hpcc_raw(&full)
+        self.hpcc_with(args, |_| {})
     }
 
     /// Runs `hpcc ARGS...` exactly as given (no `--root` added).

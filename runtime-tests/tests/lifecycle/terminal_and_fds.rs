@@ -112,8 +112,8 @@ fn socket_activation_fds_reach_the_container() {
             });
         }
     });
-    let stdout = out.stdout.clone();
     assert!(out.status.success(), "{out}");
+    let stdout = &out.stdout;
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.first().copied(), Some("1 1"), "{stdout}");
     assert!(
