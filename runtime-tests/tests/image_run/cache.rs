@@ -93,6 +93,63 @@ fn killed_unpack_is_never_used_and_is_cleaned_up() {
     assert_eq!(env.images().len(), 1);
 }
 
+/// Ranks wait for an unpack in progress; when its process dies, one of
+/// them must take the unpack over, not fail or wait forever.
+#[test]
+fn a_waiting_rank_takes_over_a_killed_unpack() {
+    let env = Env::new("takeover");
+    let big = imagefix::layer(&[Entry::File("big".into(), vec![0u8; 512 << 20], 0o644)]);
+    let p = env.dir.join("big.tar");
+    imagefix::write_oci_archive(
+        &p,
+        &[&Image::new(vec![imagefix::base_layer(), big], "big:1")],
+        Compression::Gzip,
+    );
+    let start = |debug: bool| {
+        let mut args = vec![
+            "run",
+            p.to_str().unwrap(),
+            "--",
+            "/bin/sh",
+            "-c",
+            "stat -c %s /big",
+        ];
+        if debug {
+            args.insert(0, "--debug");
+        }
+        env.cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = start(false);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while env.tmp_entries().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let waiters: Vec<_> = (0..3).map(|_| start(true)).collect();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    first.kill().unwrap();
+    assert_eq!(
+        first.wait().unwrap().signal(),
+        Some(libc::SIGKILL),
+        "the unpack ended before the kill; the test proves nothing"
+    );
+    let mut unpacks = 0;
+    for w in waiters {
+        let o = w.wait_with_output().unwrap();
+        assert_eq!(ok(&o), format!("{}\n", 512u64 << 20));
+        unpacks += stderr(&o).matches("unpacked image").count();
+    }
+    assert_eq!(unpacks, 1, "exactly one waiting rank unpacked again");
+    assert_eq!(env.images().len(), 1);
+    assert!(
+        env.tmp_entries().is_empty(),
+        "the killed unpack's leftovers"
+    );
+}
+
 #[test]
 fn warm_start_does_not_read_the_archive() {
     let env = Env::new("warm");

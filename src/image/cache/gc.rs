@@ -35,11 +35,7 @@ impl Cache {
     }
 
     fn try_lock(&self, hex: &str) -> Result<Option<Flock<fs::File>>> {
-        Ok(Flock::lock(
-            self.lock_file(hex, "lock")?,
-            FlockArg::LockExclusiveNonblock,
-        )
-        .ok())
+        Ok(self.try_lock_image(hex)?.ok())
     }
 
     /// Removes an image: first renamed into tmp/ (one atomic step, after

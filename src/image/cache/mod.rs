@@ -216,6 +216,11 @@ impl Cache {
         let resolved = manifest::resolve(&src, want)?;
         let d = resolved.config_digest.clone();
         let img = self.ensure_locked(&d, || self.unpack_holding_lock(&src, &resolved, opts))?;
+        // Ranks that waited for another's unpack find its ref written; each
+        // rewrite would be one more fsync while the unpack's writeback runs.
+        if read_ref(&ref_file).as_ref() == Some(&d) {
+            return Ok(img);
+        }
         let entry = RefEntry {
             digest: d.to_string(),
             source: fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
@@ -233,20 +238,47 @@ impl Cache {
         d: &Digest,
         make: impl FnOnce() -> Result<CachedImage>,
     ) -> Result<CachedImage> {
-        if let Some(img) = self.load_complete(d)? {
-            return Ok(img);
+        loop {
+            if let Some(img) = self.load_complete(d)? {
+                return Ok(img);
+            }
+            match self.try_lock_image(d.hex())? {
+                Ok(_lock) => {
+                    if let Some(img) = self.load_complete(d)? {
+                        return Ok(img);
+                    }
+                    return make();
+                }
+                // Waiting shared, not in line for the exclusive lock: when
+                // the unpack ends, every waiting rank wakes at once instead
+                // of being handed the lock one after another. If the unpack
+                // failed, the image is still missing and the loop has one of
+                // them try it.
+                Err(file) => drop(
+                    Flock::lock(file, FlockArg::LockShared)
+                        .map_err(|(_, e)| anyhow!("waiting for the cache lock: {e}"))?,
+                ),
+            }
         }
-        let _lock = self.lock_image(d)?;
-        if let Some(img) = self.load_complete(d)? {
-            return Ok(img);
-        }
-        make()
     }
 
     /// The exclusive lock one unpack (or pull) of image `d` holds.
     pub fn lock_image(&self, d: &Digest) -> Result<Flock<fs::File>> {
         Flock::lock(self.lock_file(d.hex(), "lock")?, FlockArg::LockExclusive)
             .map_err(|(_, e)| anyhow!("locking the cache: {e}"))
+    }
+
+    /// The exclusive lock on image `hex` if it is free now, else the lock
+    /// file, for waiting on.
+    fn try_lock_image(&self, hex: &str) -> Result<Result<Flock<fs::File>, fs::File>> {
+        match Flock::lock(
+            self.lock_file(hex, "lock")?,
+            FlockArg::LockExclusiveNonblock,
+        ) {
+            Ok(lock) => Ok(Ok(lock)),
+            Err((file, nix::errno::Errno::EWOULDBLOCK)) => Ok(Err(file)),
+            Err((_, e)) => Err(anyhow!("locking the cache: {e}")),
+        }
     }
 
     /// The complete image `d`, pinned, if the cache has it.
