@@ -143,6 +143,10 @@ impl BlobStore {
 /// Downloads the manifest, config and layers of `res` into `store`;
 /// layers already there are kept. Returns the config's bytes.
 pub fn download(res: &Resolution, store: &BlobStore, quiet: bool) -> Result<Vec<u8>> {
+    download_named(res, store, quiet).map_err(|e| naming(e, &res.reference))
+}
+
+fn download_named(res: &Resolution, store: &BlobStore, quiet: bool) -> Result<Vec<u8>> {
     let what = format!("docker://{}", res.reference);
     let dir = store.root.join("blobs/sha256");
     fs::DirBuilder::new()

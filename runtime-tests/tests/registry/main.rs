@@ -13,12 +13,13 @@ mod fixture;
 #[path = "../imagefix/mod.rs"]
 mod imagefix;
 mod mirrors;
+mod protocol;
 mod server;
 mod sharing;
 
 use fixture::*;
 use imagefix::scratch::Scratch;
-use server::{ok, status, Reply, Request, Server};
+use server::{ok, status, Reply, Request, Server, TLS_PROBE};
 use std::sync::Arc;
 
 #[test]
@@ -94,7 +95,8 @@ fn a_good_registry_pulls_runs_and_writes_archives_and_layouts() {
             &reference(&srv, ""),
         ],
     );
-    assert!(text(&o).1.contains("already exists"));
+    says(&o, &["already exists", layout.to_str().unwrap()]);
+    assert!(layout.join("oci-layout").is_file());
 }
 
 #[test]
@@ -112,7 +114,9 @@ fn digests_start_warm_without_the_network_and_offline_uses_the_cache() {
         asked,
         "a cached digest asked the registry"
     );
-    // A tag asks for its manifest, once, and downloads nothing.
+    // A tag asks for its manifest, once, and downloads nothing. (On a
+    // loopback host the connection first tries TLS, as Docker's does for
+    // an insecure registry; the probe sends no request.)
     ran(
         &run(
             &s,
@@ -121,7 +125,13 @@ fn digests_start_warm_without_the_network_and_offline_uses_the_cache() {
         "three",
     );
     let after: Vec<String> = srv.requests()[asked..].to_vec();
-    assert_eq!(after, vec![format!("/v2/{REPO}/manifests/latest")]);
+    assert_eq!(
+        after,
+        vec![
+            TLS_PROBE.to_string(),
+            format!("/v2/{REPO}/manifests/latest")
+        ]
+    );
     // --offline asks nothing at all, and refuses what is not cached.
     let before = srv.requests().len();
     ran(
@@ -305,8 +315,13 @@ fn truncated_oversized_looping_and_stalled_answers_are_refused() {
         i4.answer(r)
     });
     let s = Scratch::new("reg-loop");
-    let o = run(&s, &["run", &reference(&srv, ":latest"), "--", "true"]);
-    refused(&s, &o, &["redirect loop", &srv.host()]);
+    let r = reference(&srv, ":latest");
+    let o = run(&s, &["run", &r, "--", "true"]);
+    refused(&s, &o, &[&r, "redirect loop", &srv.host()]);
+    let tar = s.dir.join("loop.tar");
+    let o = run(&s, &["pull", "-o", tar.to_str().unwrap(), &r]);
+    refused(&s, &o, &[&r, "redirect loop"]);
+    no_output(&s, "loop.tar");
 
     // A registry that never answers the manifest request.
     let srv = Server::start(move |r| {
@@ -316,8 +331,13 @@ fn truncated_oversized_looping_and_stalled_answers_are_refused() {
         status(404)
     });
     let s = Scratch::new("reg-stall");
-    let o = run(&s, &["run", &reference(&srv, ":latest"), "--", "true"]);
-    refused(&s, &o, &["stopped answering", "HPCC_REGISTRY_TIMEOUT"]);
+    let r = reference(&srv, ":latest");
+    let o = run(&s, &["run", &r, "--", "true"]);
+    refused(&s, &o, &[&r, "stopped answering", "HPCC_REGISTRY_TIMEOUT"]);
+    let tar = s.dir.join("stall.tar");
+    let o = run(&s, &["pull", "-o", tar.to_str().unwrap(), &r]);
+    refused(&s, &o, &[&r, "stopped answering"]);
+    no_output(&s, "stall.tar");
 }
 
 #[test]
@@ -336,15 +356,20 @@ fn auth_failures_404_and_bad_references_name_the_cause() {
         i2.answer(r)
     });
     let s = Scratch::new("reg-basic");
-    let o = run(&s, &["run", &reference(&srv, ":latest"), "--", "true"]);
-    refused(&s, &o, &["wants a user name and password", "auth.json"]);
+    let r = reference(&srv, ":latest");
+    let o = run(&s, &["run", &r, "--", "true"]);
+    refused(&s, &o, &[&r, "wants a user name and password", "auth.json"]);
+    let tar = s.dir.join("basic.tar");
+    let o = run(&s, &["pull", "-o", tar.to_str().unwrap(), &r]);
+    refused(&s, &o, &[&r, "wants a user name and password"]);
+    no_output(&s, "basic.tar");
     let auth = format!(
         "{{\"auths\":{{\"{}\":{{\"auth\":\"YWxpY2U6d3Jvbmc=\"}}}}}}",
         srv.host()
     );
     std::fs::write(s.dir.join("auth.json"), auth).unwrap();
-    let o = run(&s, &["run", &reference(&srv, ":latest"), "--", "true"]);
-    refused(&s, &o, &["access denied", "user alice"]);
+    let o = run(&s, &["run", &r, "--", "true"]);
+    refused(&s, &o, &[&r, "access denied", "user alice"]);
     let auth = format!(
         "{{\"auths\":{{\"{}\":{{\"auth\":\"YWxpY2U6cHc=\"}}}}}}",
         srv.host()
@@ -524,14 +549,22 @@ fn records_name_the_pulled_digest_and_replay_exactly_that_image() {
     // What differs is said; another image is refused.
     let mut changed = v.clone();
     changed["host"]["kernel"] = "2.6.32-old".into();
+    changed["hpcc"]["version"] = "0.0.1-old".into();
+    changed["binds"] = serde_json::json!([{"source": "/gone", "destination": "/data"}]);
     std::fs::write(&rec, serde_json::to_vec(&changed).unwrap()).unwrap();
     let o = run(&s, &["run", "--from-record", rec.to_str().unwrap()]);
     ran(&o, "first");
-    assert!(
-        text(&o).1.contains("kernel: recorded 2.6.32-old"),
-        "{}",
-        text(&o).1
-    );
+    for said in [
+        "kernel: recorded 2.6.32-old",
+        "hpcc version: recorded 0.0.1-old",
+        "binds: recorded [{\"destination\":\"/data\",\"source\":\"/gone\"}]",
+    ] {
+        assert!(
+            text(&o).1.contains(said),
+            "{said:?} missing: {}",
+            text(&o).1
+        );
+    }
     changed["image"]["digest"] = format!("sha256:{}", "0".repeat(64)).into();
     std::fs::write(&rec, serde_json::to_vec(&changed).unwrap()).unwrap();
     let o = run(&s, &["run", "--from-record", rec.to_str().unwrap()]);
