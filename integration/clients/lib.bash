@@ -176,6 +176,12 @@ assert_contains() { # HAYSTACK NEEDLE
     return 1
 }
 
+assert_not_contains() { # HAYSTACK NEEDLE
+    case "$1" in
+    *"$2"*) printf 'expected no: %s\nin: %s\n' "$2" "$1" >&2; return 1 ;;
+    esac
+}
+
 assert_gone() { # PID
     kill -0 "$1" 2>/dev/null || return 0
     echo "process $1 is still there: $(tr '\0' ' ' </proc/"$1"/cmdline 2>/dev/null)" >&2

@@ -204,10 +204,13 @@ setup() {
     export HPCC_CACHE_DIR=$SUITE_WORK/cache-$BATS_TEST_NUMBER
     export HOME=$SUITE_WORK/home-$BATS_TEST_NUMBER
     mkdir -p "$HOME"
-    unset REGISTRY_AUTH_FILE SSL_CERT_FILE DOCKER_CONFIG
+    unset REGISTRY_AUTH_FILE SSL_CERT_FILE DOCKER_CONFIG XDG_RUNTIME_DIR
 }
 
 h() { tmo "$HPCC" "$@"; }
+
+# What a failed pull may not leave: downloads and unpacks in progress.
+half_made() { find "$HPCC_CACHE_DIR/pulls" "$HPCC_CACHE_DIR/tmp" -mindepth 1 -maxdepth 1 2>/dev/null; }
 
 @test "registry: run docker://localhost:PORT/busybox:latest from a plain-HTTP registry" {
     run h run -q "docker://localhost:$PLAIN/busybox:latest" -- echo hi from the registry
@@ -230,6 +233,10 @@ h() { tmo "$HPCC" "$@"; }
     run h run -q "$ref" -- true
     [ "$status" -ne 0 ]
     assert_contains "$output" "SSL_CERT_FILE"
+    : >"$SUITE_WORK/no-certs.pem"
+    SSL_CERT_FILE=$SUITE_WORK/no-certs.pem run h run -q "$ref" -- true
+    [ "$status" -ne 0 ]
+    assert_contains "$output" "no-certs.pem: no certificates in it"
     export SSL_CERT_FILE=$SUITE_WORK/tls/ca.crt
     run h run -q "$ref" -- true
     [ "$status" -ne 0 ]
@@ -245,6 +252,22 @@ h() { tmo "$HPCC" "$@"; }
     # Nothing half-made from the failures.
     run ls "$HPCC_CACHE_DIR/images"
     assert_eq "$(echo "$output" | wc -l)" 1
+    assert_eq "$(half_made)" "" "left in the cache"
+    # The same credentials where Docker and then podman keep them, each
+    # into an empty cache, so the image must be downloaded with them.
+    unset REGISTRY_AUTH_FILE
+    mkdir -p "$HOME/.docker"
+    cp "$SUITE_WORK/auth.json" "$HOME/.docker/config.json"
+    HPCC_CACHE_DIR=$HPCC_CACHE_DIR-docker run h run -q "$ref" -- echo from docker config
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    assert_eq "$output" "from docker config"
+    rm "$HOME/.docker/config.json"
+    export XDG_RUNTIME_DIR=$SUITE_WORK/xdg-$BATS_TEST_NUMBER
+    mkdir -p "$XDG_RUNTIME_DIR/containers"
+    cp "$SUITE_WORK/auth.json" "$XDG_RUNTIME_DIR/containers/auth.json"
+    HPCC_CACHE_DIR=$HPCC_CACHE_DIR-podman run h run -q "$ref" -- echo from podman auth
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    assert_eq "$output" "from podman auth"
 }
 
 @test "registry: pull -o and --layout give files hpcc run takes, and --platform picks from an index" {
@@ -284,7 +307,7 @@ h() { tmo "$HPCC" "$@"; }
     [ "$status" -ne 0 ]
     assert_eq "$(echo "$output" | wc -l)" 1 "lines of: $output"
     assert_contains "$output" "token server refused the credentials for user alice"
-    assert_eq "$(ls -A "$HPCC_CACHE_DIR/images" "$HPCC_CACHE_DIR/pulls" 2>/dev/null)" "" "left in the cache"
+    assert_eq "$(find "$HPCC_CACHE_DIR/images" -mindepth 1 -maxdepth 1 2>/dev/null)$(half_made)" "" "left in the cache"
     # Anonymous: the realm grants pull on public/*, and the registry
     # accepts the token it signed.
     : >"$log"
@@ -316,4 +339,20 @@ h() { tmo "$HPCC" "$@"; }
     run h pull -q docker://registry.invalid:5000/other:latest
     [ "$status" -ne 0 ]
     assert_contains "$output" "docker://registry.invalid:5000/other:latest"
+}
+
+@test "registry: a progress bar on a terminal, none under -q or into a pipe" {
+    ref=docker://127.0.0.1:$PLAIN/busybox:latest
+    # A terminal as a user's shell has one: with TERM unset (run.sh's
+    # env -i), the bar library draws nothing on any terminal.
+    export TERM=xterm
+    run on_pty "$HPCC pull -o $SUITE_WORK/bar-$BATS_TEST_NUMBER.tar $ref"
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    assert_contains "$output" "pulling $ref"
+    run on_pty "$HPCC pull -q -o $SUITE_WORK/quiet-$BATS_TEST_NUMBER.tar $ref"
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    assert_not_contains "$output" "pulling"
+    run h pull -o "$SUITE_WORK/pipe-$BATS_TEST_NUMBER.tar" "$ref"
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    assert_not_contains "$output" "pulling"
 }
