@@ -1,8 +1,8 @@
 //! A pulled image written out as an OCI archive (`-o FILE.tar`) or an OCI
 //! layout (`--layout DIR`), both of which `hpcc run` takes. Each is built
-//! beside its destination under a `.partial` name and renamed into place
-//! only when complete, so a failed or killed pull never leaves a file that
-//! looks finished.
+//! beside its destination under a `.NAME.partial.HOST.PID` name and renamed
+//! into place only when complete, so a failed or killed pull never leaves
+//! a file that looks finished.
 
 use super::pull::{layout_index, BlobStore, Resolution};
 use crate::fs::remove_tree;
@@ -15,12 +15,50 @@ use std::path::{Path, PathBuf};
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
-fn partial_sibling(dest: &Path) -> PathBuf {
+/// The prefix of every partial output for `dest` made on this node:
+/// `.NAME.partial.HOST.` and then the pid of the pull writing it. Each pull
+/// has its own, so two pulls to one destination never write one file (the
+/// last rename wins, and either is whole), and the host keeps nodes that
+/// share a filesystem from judging each other's pids.
+fn partial_prefix(dest: &Path) -> String {
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.partial"))
+    let host = nix::sys::utsname::uname()
+        .map(|u| u.nodename().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".{name}.partial.{host}.")
+}
+
+/// This pull's partial output beside `dest`, after removing those that
+/// pulls killed on this node left behind.
+fn partial_sibling(dest: &Path) -> PathBuf {
+    let prefix = partial_prefix(dest);
+    let dir = dest
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = dead_writer(&name, &prefix) {
+                crate::debug!("removing {name}, left by pull {pid}, which is gone");
+                let _ = remove_tree(&e.path());
+            }
+        }
+    }
+    dest.with_file_name(format!("{prefix}{}", std::process::id()))
+}
+
+/// The pid in a partial output's `name`, if it has our `prefix` and that
+/// process no longer exists.
+fn dead_writer(name: &str, prefix: &str) -> Option<i32> {
+    let pid: i32 = name.strip_prefix(prefix)?.parse().ok()?;
+    let gone = pid > 0
+        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+    gone.then_some(pid)
 }
 
 /// Every blob of the image, each once: manifest, config, layers.
@@ -119,4 +157,28 @@ fn write_layout(res: &Resolution, store: &BlobStore, partial: &Path) -> Result<(
     fs::write(partial.join("oci-layout"), OCI_LAYOUT)
         .with_context(|| format!("writing {}/oci-layout", partial.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_nodes_partials_of_dead_pulls_are_stale() {
+        let prefix = ".img.tar.partial.node7.";
+        // No process has the largest pid; this test's own is alive.
+        let dead = format!("{prefix}{}", i32::MAX);
+        assert_eq!(dead_writer(&dead, prefix), Some(i32::MAX));
+        let alive = format!("{prefix}{}", std::process::id());
+        assert_eq!(dead_writer(&alive, prefix), None);
+        for other in [
+            format!(".img.tar.partial.node8.{}", i32::MAX),
+            format!(".other.tar.partial.node7.{}", i32::MAX),
+            ".img.tar.partial.node7.x".to_string(),
+            ".img.tar.partial.node7.0".to_string(),
+            "img.tar".to_string(),
+        ] {
+            assert_eq!(dead_writer(&other, prefix), None, "{other}");
+        }
+    }
 }

@@ -254,6 +254,42 @@ fn wrong_digests_are_refused_and_leave_nothing() {
         &o,
         &["manifest digest mismatch", &img.manifest_digest()],
     );
+
+    // By tag: the Docker-Content-Digest header claims other bytes.
+    let i4 = img.clone();
+    let srv = Server::start(move |r| {
+        if r.path.contains("/manifests/") {
+            let claim = format!("sha256:{}", "0".repeat(64));
+            return Reply::Full(
+                200,
+                vec![
+                    ("Content-Type".into(), OCI_MANIFEST.into()),
+                    ("Docker-Content-Digest".into(), claim),
+                ],
+                i4.manifest.clone(),
+            );
+        }
+        i4.answer(r)
+    });
+    let s = Scratch::new("reg-badheader");
+    let o = run(&s, &["run", &reference(&srv, ":latest"), "--", "true"]);
+    refused(&s, &o, &["manifest digest mismatch", "the registry says"]);
+
+    // The config blob's bytes differ from its digest.
+    let i5 = img.clone();
+    let config = img.config_hex();
+    let srv = Server::start(move |r| {
+        if r.path.ends_with(&config) {
+            let mut bad = i5.config.clone();
+            bad.push(b' ');
+            return ok("application/octet-stream", bad);
+        }
+        i5.answer(r)
+    });
+    let s = Scratch::new("reg-badconfig");
+    let r = reference(&srv, ":latest");
+    let o = run(&s, &["run", &r, "--", "true"]);
+    refused(&s, &o, &[&r, "config", "digest mismatch"]);
 }
 
 #[test]

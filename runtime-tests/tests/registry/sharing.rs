@@ -149,3 +149,49 @@ fn a_killed_pull_is_resumed_by_the_next_and_pruned_otherwise() {
         Vec::<String>::new()
     );
 }
+
+/// `pull -o` into one file from two processes at once: each writes its
+/// own partial file, both succeed, and the file left is whole. A partial
+/// that a killed pull on this node left is removed by the next pull; one
+/// from another node (sharing the filesystem) is not this node's to judge.
+#[test]
+fn pulls_to_one_output_file_never_mix() {
+    let (img, _, srv) = two_images(30);
+    let s = Scratch::new("reg-one-output");
+    let out = s.dir.join("img.tar");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let killed = s
+        .dir
+        .join(format!(".img.tar.partial.{}.{}", host.trim(), i32::MAX));
+    let elsewhere = s.dir.join(".img.tar.partial.another-node.1");
+    std::fs::write(&killed, b"half").unwrap();
+    std::fs::write(&elsewhere, b"half").unwrap();
+    let r = reference(&srv, ":latest");
+    let kids: Vec<_> = (0..2)
+        .map(|_| {
+            hpcc(&s, &["pull", "-q", "-o", out.to_str().unwrap(), &r])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for k in kids {
+        ran(&k.wait_with_output().unwrap(), &img.manifest_digest());
+    }
+    assert!(!killed.exists(), "a dead pull's partial file was kept");
+    assert!(
+        elsewhere.exists(),
+        "another node's partial file was removed"
+    );
+    let left: Vec<String> = imagefix::list(&s.dir)
+        .into_iter()
+        .filter(|n| n.starts_with(".img.tar.partial") && !n.contains("another-node"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    let s2 = Scratch::new("reg-one-output-run");
+    ran(
+        &run(&s2, &["run", out.to_str().unwrap(), "--", "echo", "whole"]),
+        "whole",
+    );
+}
