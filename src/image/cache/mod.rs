@@ -215,18 +215,26 @@ impl Cache {
         let src = Source::open(path)?;
         let resolved = manifest::resolve(&src, want)?;
         let d = resolved.config_digest.clone();
-        let img = self.ensure_locked(&d, || self.unpack_holding_lock(&src, &resolved, opts))?;
-        // Ranks that waited for another's unpack find its ref written; each
-        // rewrite would be one more fsync while the unpack's writeback runs.
-        if read_ref(&ref_file).as_ref() == Some(&d) {
-            return Ok(img);
-        }
-        let entry = RefEntry {
-            digest: d.to_string(),
-            source: fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
-            reference: resolved.reference.clone(),
+        let write_ref = || -> Result<()> {
+            let entry = RefEntry {
+                digest: d.to_string(),
+                source: fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+                reference: resolved.reference.clone(),
+            };
+            write_durable(&ref_file, &serde_json::to_vec(&entry)?, 0o600)
         };
-        write_durable(&ref_file, &serde_json::to_vec(&entry)?, 0o600)?;
+        // The unpacker writes the ref before it lets go of the lock, so the
+        // ranks that waited find it and write nothing: 63 more fsyncs,
+        // racing the unpack's writeback, were what 64 ranks paid.
+        let img = self.ensure_locked(&d, || {
+            let img = self.unpack_holding_lock(&src, &resolved, opts)?;
+            write_ref()?;
+            Ok(img)
+        })?;
+        // Cached already, from another file holding the same image.
+        if read_ref(&ref_file).as_ref() != Some(&d) {
+            write_ref()?;
+        }
         Ok(img)
     }
 
