@@ -47,18 +47,53 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
             path.display()
         ),
     };
-    match unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir) {
-        Ok(()) | Err(Errno::ENOENT) => {}
-        Err(e) => bail!("replacing {}: {e}", path.display()),
+    // Written under a temporary name and renamed over the image's file:
+    // on the overlay, an unlink and a create each cost a whiteout dance
+    // in its work directory, and a rename onto a lower file needs none.
+    // rename(2) replaces a symlink itself, never its target, and refuses
+    // a mount point (EBUSY) or a directory (EISDIR).
+    let mut tmp = std::ffi::OsString::from(format!(".hpcc-{}-", std::process::id()));
+    tmp.push(name);
+    let create = || {
+        crate::sys::openat(
+            dir.as_fd(),
+            tmp.as_os_str(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(0o644),
+        )
+    };
+    let fd = match create() {
+        // The image holds that name (we never leave one behind).
+        Err(Errno::EEXIST) => {
+            unlinkat(
+                Some(dir.as_raw_fd()),
+                tmp.as_os_str(),
+                UnlinkatFlags::NoRemoveDir,
+            )
+            .map_err(|e| anyhow!("replacing {}: {e}", path.display()))?;
+            create()
+        }
+        r => r,
     }
-    let fd = crate::sys::openat(
-        dir.as_fd(),
-        name,
-        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW,
-        Mode::from_bits_truncate(0o644),
-    )
     .map_err(|e| anyhow!("creating {}: {e}", path.display()))?;
-    let mut f = std::fs::File::from(fd);
-    f.write_all(data)
+    let written = std::fs::File::from(fd)
+        .write_all(data)
         .map_err(|e| anyhow!("writing {}: {e}", path.display()))
+        .and_then(|()| {
+            nix::fcntl::renameat(
+                Some(dir.as_raw_fd()),
+                tmp.as_os_str(),
+                Some(dir.as_raw_fd()),
+                name,
+            )
+            .map_err(|e| anyhow!("replacing {}: {e}", path.display()))
+        });
+    if written.is_err() {
+        let _ = unlinkat(
+            Some(dir.as_raw_fd()),
+            tmp.as_os_str(),
+            UnlinkatFlags::NoRemoveDir,
+        );
+    }
+    written
 }

@@ -169,6 +169,7 @@ fn an_image_passwd_symlink_cannot_read_host_files() {
         Entry::Dir("bin", 0o755),
         Entry::File("bin/busybox".into(), imagefix::busybox(), 0o755),
         Entry::Symlink("bin/cat".into(), "busybox".into()),
+        Entry::Symlink("bin/ls".into(), "busybox".into()),
         Entry::Dir("etc", 0o755),
         Entry::Symlink("etc/passwd".into(), "/etc/os-release".into()),
     ]);
@@ -186,6 +187,10 @@ fn an_image_passwd_symlink_cannot_read_host_files() {
         !out.contains("PRETTY_NAME") && !out.contains("ID="),
         "host file leaked: {out}"
     );
+    // The symlinks were replaced by plain files, and the temporary names
+    // they were written under are gone.
+    let listing = ok(&env.run(&["run", p.to_str().unwrap(), "--", "/bin/ls", "-Ap", "/etc"]));
+    assert_eq!(listing, "group\nhosts\npasswd\nresolv.conf\n");
 }
 
 #[test]
