@@ -67,19 +67,29 @@ pub fn ensure(cache: &Cache, r: &Reference, s: &PullSettings) -> Result<(CachedI
     let opts = ClientOptions::from_site(s.site)?;
     let res = pull::resolve(r, p, s.site, &opts)?;
     let config = &res.config.0;
-    let image = cache.ensure_locked(config, || {
-        fetch_and_unpack(cache, &res, s.quiet).map_err(crate::image::printable::printable)
-    })?;
     let source = format!("{}{}", crate::image::REGISTRY_PREFIX, r.name());
-    cache.set_text_ref(
-        &pin_key(r, &res.top, p),
-        &source,
-        config,
-        &res.manifest.digest,
-    )?;
-    if r.digest.is_none() {
-        cache.set_text_ref(&tag_key(r, p), &source, config, &res.manifest.digest)?;
-    }
+    let set_refs = || -> Result<()> {
+        cache.set_text_ref(
+            &pin_key(r, &res.top, p),
+            &source,
+            config,
+            &res.manifest.digest,
+        )?;
+        if r.digest.is_none() {
+            cache.set_text_ref(&tag_key(r, p), &source, config, &res.manifest.digest)?;
+        }
+        Ok(())
+    };
+    // Written under the lock, as for image files: ranks that waited find
+    // them and write nothing.
+    let image = cache.ensure_locked(config, || {
+        let image =
+            fetch_and_unpack(cache, &res, s.quiet).map_err(crate::image::printable::printable)?;
+        set_refs()?;
+        Ok(image)
+    })?;
+    // The image was cached under another reference: this one's refs.
+    set_refs()?;
     Ok((
         image,
         Origin {

@@ -128,14 +128,38 @@ fn a_waiting_rank_takes_over_a_killed_unpack() {
     while env.tmp_entries().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    assert_eq!(env.tmp_entries().len(), 1, "the unpack never began");
+    // Stopped mid-unpack, so it cannot finish while the waiters line up.
+    // SAFETY: kill(2) on our own child's pid, which it keeps until waited for.
+    assert_eq!(unsafe { libc::kill(first.id() as i32, libc::SIGSTOP) }, 0);
+    assert!(env.images().is_empty(), "the unpack ended before the stop");
     let waiters: Vec<_> = (0..3).map(|_| start(true)).collect();
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    first.kill().unwrap();
+    // Each waiter shows in /proc/locks as a blocked request ("->") on the
+    // image's lock file.
+    let lock_file = imagefix::list(&env.cache().join("locks"))
+        .into_iter()
+        .find(|n| n.ends_with(".lock"))
+        .map(|n| env.cache().join("locks").join(n))
+        .unwrap();
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&lock_file).unwrap());
+    let blocked = || {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("->") && l.contains(&format!(":{ino} ")))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while blocked() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert_eq!(
-        first.wait().unwrap().signal(),
-        Some(libc::SIGKILL),
-        "the unpack ended before the kill; the test proves nothing"
+        blocked(),
+        3,
+        "the waiters never blocked on the image's lock"
     );
+    first.kill().unwrap();
+    assert_eq!(first.wait().unwrap().signal(), Some(libc::SIGKILL));
     let mut unpacks = 0;
     for w in waiters {
         let o = w.wait_with_output().unwrap();

@@ -246,28 +246,31 @@ impl Cache {
         d: &Digest,
         make: impl FnOnce() -> Result<CachedImage>,
     ) -> Result<CachedImage> {
-        loop {
-            if let Some(img) = self.load_complete(d)? {
-                return Ok(img);
-            }
-            match self.try_lock_image(d.hex())? {
-                Ok(_lock) => {
-                    if let Some(img) = self.load_complete(d)? {
-                        return Ok(img);
-                    }
-                    return make();
-                }
-                // Waiting shared, not in line for the exclusive lock: when
-                // the unpack ends, every waiting rank wakes at once instead
-                // of being handed the lock one after another. If the unpack
-                // failed, the image is still missing and the loop has one of
-                // them try it.
-                Err(file) => drop(
+        if let Some(img) = self.load_complete(d)? {
+            return Ok(img);
+        }
+        let _lock = match self.try_lock_image(d.hex())? {
+            Ok(lock) => lock,
+            // Waiting shared, not in line for the exclusive lock: when the
+            // unpack ends, every waiting rank wakes at once instead of
+            // being handed the lock one after another.
+            Err(file) => {
+                drop(
                     Flock::lock(file, FlockArg::LockShared)
                         .map_err(|(_, e)| anyhow!("waiting for the cache lock: {e}"))?,
-                ),
+                );
+                if let Some(img) = self.load_complete(d)? {
+                    return Ok(img);
+                }
+                // The unpack failed (or its process died): one of the
+                // waiters takes it over, the others queue behind it.
+                self.lock_image(d)?
             }
+        };
+        if let Some(img) = self.load_complete(d)? {
+            return Ok(img);
         }
+        make()
     }
 
     /// The exclusive lock one unpack (or pull) of image `d` holds.
@@ -342,11 +345,13 @@ impl Cache {
             source: PathBuf::from(source),
             reference: Some(manifest.to_string()),
         };
-        write_durable(
-            &refs.join(format!("{}.json", text_key(text))),
-            &serde_json::to_vec(&entry)?,
-            0o600,
-        )
+        let path = refs.join(format!("{}.json", text_key(text)));
+        // Ranks that waited for another's pull find the refs it wrote: no
+        // fsync each while the unpack's writeback runs.
+        if read_entry(&path).as_ref() == Some(&entry) {
+            return Ok(());
+        }
+        write_durable(&path, &serde_json::to_vec(&entry)?, 0o600)
     }
 
     /// Unpacks `r` from `src` into the cache; the caller holds
@@ -366,12 +371,11 @@ impl Cache {
             .map(|t| t.subsec_nanos())
             .unwrap_or(0);
         let tmp = tmp_root.join(format!("{}.{}.{nanos}", d.hex(), std::process::id()));
-        let result = self.unpack_into(&tmp, src, r, opts);
-        crate::debug!("unpacked image {d} from {}", src.describe());
-        if let Err(e) = result {
+        if let Err(e) = self.unpack_into(&tmp, src, r, opts) {
             let _ = remove_tree(&tmp);
             return Err(e);
         }
+        crate::debug!("unpacked image {d} from {}", src.describe());
         let images = self.sub("images")?;
         let dest = images.join(d.hex());
         // Held across the rename so no removal slips in before we load it.
