@@ -7,7 +7,8 @@
 use super::pull::{layout_index, BlobStore, Resolution};
 use crate::fs::remove_tree;
 use crate::image::digest::Digest;
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -32,7 +33,9 @@ fn partial_prefix(dest: &Path) -> String {
 }
 
 /// This pull's partial output beside `dest`, after removing those that
-/// pulls killed on this node left behind.
+/// pulls killed on this node left behind. A live pull holds an exclusive
+/// flock on its partial output, so one in another pid namespace (where our
+/// kill(2) cannot see its pid) is left alone all the same.
 fn partial_sibling(dest: &Path) -> PathBuf {
     let prefix = partial_prefix(dest);
     let dir = dest
@@ -42,9 +45,11 @@ fn partial_sibling(dest: &Path) -> PathBuf {
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = dead_writer(&name, &prefix) {
-                crate::debug!("removing {name}, left by pull {pid}, which is gone");
-                let _ = remove_tree(&e.path());
+            if let Some(pid) = dead_writer(&name, &prefix, std::process::id()) {
+                if unheld(&e.path()) {
+                    crate::debug!("removing {name}, left by pull {pid}, which is gone");
+                    let _ = remove_tree(&e.path());
+                }
             }
         }
     }
@@ -52,13 +57,30 @@ fn partial_sibling(dest: &Path) -> PathBuf {
 }
 
 /// The pid in a partial output's `name`, if it has our `prefix` and that
-/// process no longer exists.
-fn dead_writer(name: &str, prefix: &str) -> Option<i32> {
+/// process no longer exists. A partial with our own pid (`me`) is from an
+/// earlier process that had it: in a container, pids repeat from run to run.
+fn dead_writer(name: &str, prefix: &str, me: u32) -> Option<i32> {
     let pid: i32 = name.strip_prefix(prefix)?.parse().ok()?;
     let gone = pid > 0
-        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
-            == Err(nix::errno::Errno::ESRCH);
+        && (u32::try_from(pid) == Ok(me)
+            || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH));
     gone.then_some(pid)
+}
+
+/// True when no process holds the flock a writing pull keeps on `p`.
+fn unheld(p: &Path) -> bool {
+    fs::File::open(p).is_ok_and(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok())
+}
+
+/// The exclusive flock a pull holds on its partial output while writing
+/// it (see [`partial_sibling`]).
+fn hold(f: &fs::File, p: &Path) -> Result<Flock<fs::File>> {
+    let dup = f
+        .try_clone()
+        .with_context(|| format!("opening {}", p.display()))?;
+    Flock::lock(dup, FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| anyhow!("locking {}: {e}", p.display()))
 }
 
 /// Every blob of the image, each once: manifest, config, layers.
@@ -76,7 +98,8 @@ fn blobs(res: &Resolution) -> Vec<Digest> {
 /// times, so one image always gives the same bytes.
 pub fn to_archive(res: &Resolution, store: &BlobStore, dest: &Path) -> Result<()> {
     let partial = partial_sibling(dest);
-    let result = write_archive(res, store, &partial).and_then(|()| {
+    // The lock is let go only once the file has its final name.
+    let result = write_archive(res, store, &partial).and_then(|_held| {
         fs::rename(&partial, dest).with_context(|| format!("renaming into {}", dest.display()))
     });
     if result.is_err() {
@@ -85,7 +108,7 @@ pub fn to_archive(res: &Resolution, store: &BlobStore, dest: &Path) -> Result<()
     result
 }
 
-fn write_archive(res: &Resolution, store: &BlobStore, partial: &Path) -> Result<()> {
+fn write_archive(res: &Resolution, store: &BlobStore, partial: &Path) -> Result<Flock<fs::File>> {
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -93,6 +116,7 @@ fn write_archive(res: &Resolution, store: &BlobStore, partial: &Path) -> Result<
         .custom_flags(libc::O_CLOEXEC)
         .open(partial)
         .with_context(|| format!("creating {}", partial.display()))?;
+    let held = hold(&file, partial)?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
     let header = |size: u64, mode: u32, kind: tar::EntryType| {
         let mut h = tar::Header::new_ustar();
@@ -125,13 +149,13 @@ fn write_archive(res: &Resolution, store: &BlobStore, partial: &Path) -> Result<
     let mut out = tar.into_inner().with_context(what)?;
     out.flush().with_context(what)?;
     out.get_ref().sync_all().with_context(what)?;
-    Ok(())
+    Ok(held)
 }
 
 /// An OCI layout directory, made under a partial name and renamed.
 pub fn to_layout(res: &Resolution, store: &BlobStore, dest: &Path) -> Result<()> {
     let partial = partial_sibling(dest);
-    let result = write_layout(res, store, &partial).and_then(|()| {
+    let result = write_layout(res, store, &partial).and_then(|_held| {
         fs::rename(&partial, dest).with_context(|| format!("renaming into {}", dest.display()))
     });
     if result.is_err() {
@@ -140,7 +164,16 @@ pub fn to_layout(res: &Resolution, store: &BlobStore, dest: &Path) -> Result<()>
     result
 }
 
-fn write_layout(res: &Resolution, store: &BlobStore, partial: &Path) -> Result<()> {
+fn write_layout(res: &Resolution, store: &BlobStore, partial: &Path) -> Result<Flock<fs::File>> {
+    // Made here and now, never an older one reused.
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let held = hold(
+        &fs::File::open(partial).with_context(|| format!("opening {}", partial.display()))?,
+        partial,
+    )?;
     let blob_dir = partial.join("blobs/sha256");
     fs::DirBuilder::new()
         .recursive(true)
@@ -156,7 +189,7 @@ fn write_layout(res: &Resolution, store: &BlobStore, partial: &Path) -> Result<(
         .with_context(|| format!("writing {}/index.json", partial.display()))?;
     fs::write(partial.join("oci-layout"), OCI_LAYOUT)
         .with_context(|| format!("writing {}/oci-layout", partial.display()))?;
-    Ok(())
+    Ok(held)
 }
 
 #[cfg(test)]
@@ -166,11 +199,15 @@ mod tests {
     #[test]
     fn only_this_nodes_partials_of_dead_pulls_are_stale() {
         let prefix = ".img.tar.partial.node7.";
-        // No process has the largest pid; this test's own is alive.
+        // No process has the largest pid; pid 1 is alive; our own pid is
+        // an earlier process's that had it.
         let dead = format!("{prefix}{}", i32::MAX);
-        assert_eq!(dead_writer(&dead, prefix), Some(i32::MAX));
-        let alive = format!("{prefix}{}", std::process::id());
-        assert_eq!(dead_writer(&alive, prefix), None);
+        assert_eq!(dead_writer(&dead, prefix, 4242), Some(i32::MAX));
+        assert_eq!(dead_writer(&format!("{prefix}1"), prefix, 4242), None);
+        assert_eq!(
+            dead_writer(&format!("{prefix}4242"), prefix, 4242),
+            Some(4242)
+        );
         for other in [
             format!(".img.tar.partial.node8.{}", i32::MAX),
             format!(".other.tar.partial.node7.{}", i32::MAX),
@@ -178,7 +215,21 @@ mod tests {
             ".img.tar.partial.node7.0".to_string(),
             "img.tar".to_string(),
         ] {
-            assert_eq!(dead_writer(&other, prefix), None, "{other}");
+            assert_eq!(dead_writer(&other, prefix, 4242), None, "{other}");
         }
+    }
+
+    #[test]
+    fn a_partial_held_by_a_live_pull_is_not_removable() {
+        let dir = std::env::temp_dir().join(format!("hpcc-held-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        let p = dir.join(".x.tar.partial.n.1");
+        let f = fs::File::create(&p).unwrap();
+        let held = hold(&f, &p).unwrap();
+        assert!(!unheld(&p));
+        drop(held);
+        assert!(unheld(&p));
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -150,13 +150,14 @@ fn a_killed_pull_is_resumed_by_the_next_and_pruned_otherwise() {
     );
 }
 
-/// `pull -o` into one file from two processes at once: each writes its
-/// own partial file, both succeed, and the file left is whole. A partial
-/// that a killed pull on this node left is removed by the next pull; one
-/// from another node (sharing the filesystem) is not this node's to judge.
+/// `pull -o` of two images into one file at once (two pulls of one image
+/// would take turns on the image's lock): each writes its own partial
+/// file, both succeed, and the file left is whole. A partial that a killed
+/// pull on this node left is removed by the next pull; one from another
+/// node (sharing the filesystem) is not this node's to judge.
 #[test]
 fn pulls_to_one_output_file_never_mix() {
-    let (img, _, srv) = two_images(30);
+    let (img, other, srv) = two_images(30);
     let s = Scratch::new("reg-one-output");
     let out = s.dir.join("img.tar");
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
@@ -166,18 +167,25 @@ fn pulls_to_one_output_file_never_mix() {
     let elsewhere = s.dir.join(".img.tar.partial.another-node.1");
     std::fs::write(&killed, b"half").unwrap();
     std::fs::write(&elsewhere, b"half").unwrap();
-    let r = reference(&srv, ":latest");
-    let kids: Vec<_> = (0..2)
-        .map(|_| {
-            hpcc(&s, &["pull", "-q", "-o", out.to_str().unwrap(), &r])
+    let refs = [
+        (reference(&srv, ":latest"), img.manifest_digest()),
+        (
+            format!("docker://{}/{OTHER}:latest", srv.host()),
+            other.manifest_digest(),
+        ),
+    ];
+    let kids: Vec<_> = refs
+        .iter()
+        .map(|(r, _)| {
+            hpcc(&s, &["pull", "-q", "-o", out.to_str().unwrap(), r])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
-    for k in kids {
-        ran(&k.wait_with_output().unwrap(), &img.manifest_digest());
+    for (k, (_, digest)) in kids.into_iter().zip(&refs) {
+        ran(&k.wait_with_output().unwrap(), digest);
     }
     assert!(!killed.exists(), "a dead pull's partial file was kept");
     assert!(
