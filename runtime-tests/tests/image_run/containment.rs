@@ -170,6 +170,7 @@ fn an_image_passwd_symlink_cannot_read_host_files() {
         Entry::File("bin/busybox".into(), imagefix::busybox(), 0o755),
         Entry::Symlink("bin/cat".into(), "busybox".into()),
         Entry::Symlink("bin/ls".into(), "busybox".into()),
+        Entry::Symlink("bin/sh".into(), "busybox".into()),
         Entry::Dir("etc", 0o755),
         Entry::Symlink("etc/passwd".into(), "/etc/os-release".into()),
     ]);
@@ -189,8 +190,15 @@ fn an_image_passwd_symlink_cannot_read_host_files() {
     );
     // The symlinks were replaced by plain files, and the temporary names
     // they were written under are gone.
-    let listing = ok(&env.run(&["run", p.to_str().unwrap(), "--", "/bin/ls", "-Ap", "/etc"]));
-    assert_eq!(listing, "group\nhosts\npasswd\nresolv.conf\n");
+    let check = "for f in /etc/passwd /etc/group; do \
+        if [ -L $f ]; then echo $f link; elif [ -f $f ]; then echo $f file; fi; done; \
+        ls -A /etc";
+    let out = ok(&env.run(&["run", p.to_str().unwrap(), "--", "/bin/sh", "-c", check]));
+    assert!(
+        out.starts_with("/etc/passwd file\n/etc/group file\n"),
+        "{out}"
+    );
+    assert!(!out.contains(".hpcc-"), "a temporary name was left: {out}");
 }
 
 #[test]

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 /// hpcc's fixed number of layer downloads at once (src/registry/pull.rs).
 const PARALLEL: usize = 3;
 
-/// Six layers, each answered slowly: the registry must see exactly
-/// PARALLEL of them in flight at the peak, never one at a time and never
-/// all at once.
+/// Six layers, each answer held: the registry must see exactly PARALLEL
+/// of them in flight at the peak, never fewer and never all at once.
 #[test]
 fn layers_download_a_few_at_a_time() {
     let more: Vec<Vec<u8>> = (1..6)
@@ -40,7 +39,14 @@ fn layers_download_a_few_at_a_time() {
         }
         let in_flight = n2.fetch_add(1, SeqCst) + 1;
         p2.fetch_max(in_flight, SeqCst);
-        std::thread::sleep(Duration::from_millis(300));
+        // Held until as many as hpcc should fetch at once are in flight
+        // (never, if it fetches fewer: then 10 s), so a loaded machine
+        // cannot stagger them apart.
+        let held = Instant::now();
+        while p2.load(SeqCst) < PARALLEL && held.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
         n2.fetch_sub(1, SeqCst);
         i2.answer(r)
     });
