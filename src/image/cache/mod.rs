@@ -164,13 +164,7 @@ impl Cache {
         };
         let config = serde_json::from_slice(&data)
             .with_context(|| format!("{}/config.json", dir.display()))?;
-        // The last-use time `images` and `prune` report; losing it is harmless.
-        let _ = fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(dir.join("last-used"));
+        touch_last_used(&dir.join("last-used"));
         Ok(Some(CachedImage {
             digest: d.clone(),
             rootfs: dir.join("rootfs"),
@@ -390,6 +384,30 @@ impl Cache {
     }
 }
 
+/// The last-use time `images` and `prune` report, kept to the minute:
+/// a start reads it, and writes only when it is older. A write on every
+/// start dirtied an inode on the cache's disk each time, which a start
+/// then paid for whenever that disk was busy writing back. Losing it is
+/// harmless.
+fn touch_last_used(path: &Path) {
+    let fresh = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < LAST_USED_GRAIN);
+    if !fresh {
+        let _ = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path);
+    }
+}
+
+/// How stale `last-used` may be before a start updates it.
+const LAST_USED_GRAIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What the cache location is chosen from.
 struct CacheInputs<F: FnOnce() -> Option<PathBuf>> {
     hpcc_cache_dir: Option<PathBuf>,
@@ -497,6 +515,46 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn last_used_is_rewritten_only_when_a_minute_old() {
+        let dir = std::env::temp_dir().join(format!("hpcc-last-used-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("last-used");
+        let ago = |secs| std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+        let set = |t| {
+            fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap()
+        };
+        let age = || {
+            fs::metadata(&p)
+                .unwrap()
+                .modified()
+                .unwrap()
+                .elapsed()
+                .unwrap()
+        };
+        touch_last_used(&p);
+        assert!(age() < LAST_USED_GRAIN, "a missing file is made");
+        set(ago(30));
+        touch_last_used(&p);
+        assert!(
+            age() >= std::time::Duration::from_secs(29),
+            "a fresh time was rewritten"
+        );
+        set(ago(120));
+        touch_last_used(&p);
+        assert!(
+            age() < std::time::Duration::from_secs(30),
+            "a stale time was kept"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn inputs(home: Option<&str>, passwd: Option<&str>, uid: u32) -> PathBuf {
         let passwd = passwd.map(PathBuf::from);
