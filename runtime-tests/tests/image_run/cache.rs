@@ -40,10 +40,9 @@ fn concurrent_cold_starts_unpack_once() {
     assert!(env.tmp_entries().is_empty());
 }
 
-#[test]
-fn killed_unpack_is_never_used_and_is_cleaned_up() {
-    let env = Env::new("killed");
-    // 512 MiB of zeros compresses to almost nothing but takes a while to write.
+/// An image whose unpack can be caught half-way: 512 MiB of zeros
+/// compresses to almost nothing but takes a while to write.
+fn slow_to_unpack(env: &Env) -> std::path::PathBuf {
     let big = imagefix::layer(&[Entry::File("big".into(), vec![0u8; 512 << 20], 0o644)]);
     let p = env.dir.join("big.tar");
     imagefix::write_oci_archive(
@@ -51,6 +50,13 @@ fn killed_unpack_is_never_used_and_is_cleaned_up() {
         &[&Image::new(vec![imagefix::base_layer(), big], "big:1")],
         Compression::Gzip,
     );
+    p
+}
+
+#[test]
+fn killed_unpack_is_never_used_and_is_cleaned_up() {
+    let env = Env::new("killed");
+    let p = slow_to_unpack(&env);
     let mut child = env
         .cmd(&["run", p.to_str().unwrap(), "--", "true"])
         .stderr(Stdio::null())
@@ -98,13 +104,7 @@ fn killed_unpack_is_never_used_and_is_cleaned_up() {
 #[test]
 fn a_waiting_rank_takes_over_a_killed_unpack() {
     let env = Env::new("takeover");
-    let big = imagefix::layer(&[Entry::File("big".into(), vec![0u8; 512 << 20], 0o644)]);
-    let p = env.dir.join("big.tar");
-    imagefix::write_oci_archive(
-        &p,
-        &[&Image::new(vec![imagefix::base_layer(), big], "big:1")],
-        Compression::Gzip,
-    );
+    let p = slow_to_unpack(&env);
     let start = |debug: bool| {
         let mut args = vec![
             "run",
