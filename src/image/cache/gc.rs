@@ -81,7 +81,7 @@ impl Cache {
                 nix::sys::stat::minor(m.dev()),
             )
         })?;
-        let lower = format!("lowerdir={}", rootfs.display());
+        let lower = rootfs.to_string_lossy().into_owned();
         // Where the rootfs is inside its filesystem: how an underlay's
         // binds of it show in any mount namespace's mountinfo.
         let inside = fs::read_to_string("/proc/self/mountinfo")
@@ -253,11 +253,11 @@ fn fs_relative(mountinfo: &str, path: &Path, dev: (u64, u64)) -> Option<String> 
 }
 
 /// Whether a mountinfo line is a container's view of the image: an
-/// overlay with it as the lower layer, or an underlay's bind of one of
+/// overlay with it as a lower layer, or an underlay's bind of one of
 /// its entries (a mount of the cache's device whose root is the image's
 /// rootfs, `inside` its filesystem, or below it).
 fn uses_image(line: &str, lower: &str, dev: (u64, u64), inside: Option<&str>) -> bool {
-    if line.contains(lower) {
+    if overlay_lowers(line).iter().any(|l| l == lower) {
         return true;
     }
     let f: Vec<&str> = line.split(' ').collect();
@@ -269,17 +269,54 @@ fn uses_image(line: &str, lower: &str, dev: (u64, u64), inside: Option<&str>) ->
         && (root == inside || root.starts_with(&format!("{inside}/")))
 }
 
+/// The lower layers of an overlay's mountinfo line, top first. In the
+/// line a ',' in a path is octal-escaped, so a bare one parts options;
+/// inside the option, hpcc's own escapes (rootfs/overlay.rs) part layers.
+fn overlay_lowers(line: &str) -> Vec<String> {
+    let Some((_, after)) = line.split_once(" - overlay ") else {
+        return Vec::new();
+    };
+    let opts = after.split(' ').nth(1).unwrap_or("");
+    let mut out = Vec::new();
+    for o in opts.split(',') {
+        let Some(v) = o.strip_prefix("lowerdir=").or(o.strip_prefix("lowerdir+=")) else {
+            continue;
+        };
+        let mut cur = String::new();
+        let mut chars = crate::rootfs::kernel::unescape(v)
+            .chars()
+            .collect::<Vec<_>>()
+            .into_iter();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => cur.extend(chars.next()),
+                ':' => out.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        out.push(cur);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     #[test]
     fn overlays_and_underlay_binds_count_as_uses() {
-        let lower = "lowerdir=/c/images/ab/rootfs";
+        let lower = "/c/images/ab/rootfs";
         let inside = Some("/home/u/.cache/hpcc/images/ab/rootfs");
         let over =
             "90 80 0:50 / /m rw - overlay overlay rw,lowerdir=/c/images/ab/rootfs,upperdir=/u";
         assert!(super::uses_image(over, lower, (8, 1), inside));
+        // Under a skeleton, and with separators escaped in the paths.
+        let skel = "90 80 0:50 / /m ro - overlay overlay ro,lowerdir=/c/images/ab/skeletons/k:/c/images/ab/rootfs";
+        assert!(super::uses_image(skel, lower, (8, 1), inside));
+        let odd = "90 80 0:50 / /m ro - overlay overlay ro,lowerdir=/c/sk\\134\\072x:/c\\054d/rootfs,userxattr";
+        assert_eq!(super::overlay_lowers(odd), ["/c/sk:x", "/c,d/rootfs"]);
+        let other = "90 80 0:50 / /m ro - overlay overlay ro,lowerdir=/c/images/ab/rootfs2";
+        assert!(!super::uses_image(other, lower, (8, 1), None));
         let bind =
             "91 80 8:1 /home/u/.cache/hpcc/images/ab/rootfs/usr /m/usr ro - ext4 /dev/vda1 rw";
         assert!(super::uses_image(bind, lower, (8, 1), inside));
