@@ -10,6 +10,7 @@ use crate::hpc::replay::Replay;
 use crate::hpc::{self, HpcOptions};
 use crate::image::cache::{Cache, CachedImage, UnpackOptions};
 use crate::image::ImageArg;
+use crate::launch::container_setup::ImageRoot;
 use crate::registry::cached::{self, PullSettings};
 use crate::registry::platform::Platform;
 use crate::registry::reference::Reference;
@@ -122,15 +123,13 @@ pub fn run(_ctx: &Ctx, a: &RunImageArgs) -> Result<i32> {
     let join = group.as_ref().map(|g| (g, timeout));
     let root = site.image_root()?;
     let hooks = crate::launch::image_hooks::runnable(&plan.devices.hooks);
-    match crate::launch::image_mode::exec_in_place(
-        &spec,
-        &img.rootfs,
-        &merged,
-        root,
-        &plan.files,
-        &hooks,
-        join,
-    )? {}
+    let image_root = ImageRoot {
+        lower: &img.rootfs,
+        method: root,
+        files: &plan.files,
+        skeletons: Some(cache.skeleton_dirs(&img.digest)),
+    };
+    match crate::launch::image_mode::exec_in_place(&spec, &image_root, &merged, &hooks, join)? {}
 }
 
 /// What names an image, for --record: its source (a canonical path, or

@@ -3,7 +3,7 @@
 //! a node's container skip this; its builder did it once.
 
 use super::namespaces::NsPlan;
-use crate::rootfs::{self, ImageContext, PlanContext, RootMethod};
+use crate::rootfs::{self, ImageContext, PlanContext, RootMethod, SkeletonDirs};
 use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::runtime::{Process, Spec};
 use std::os::fd::OwnedFd;
@@ -19,10 +19,7 @@ pub struct ContainerSetup<'a> {
     use_mknod: bool,
     no_pivot: bool,
     /// Image mode: the cached image the root is built over, and how.
-    image: Option<(&'a Path, RootMethod)>,
-    /// Generated files written into the private root before it turns
-    /// read-only (image mode's /etc/passwd and /etc/group).
-    files: &'a [(PathBuf, Vec<u8>)],
+    image: Option<&'a ImageRoot<'a>>,
     /// process.terminal: the console socket the pty master goes to; the
     /// pty's slave is also the container's /dev/console.
     console: Option<OwnedFd>,
@@ -43,7 +40,6 @@ impl<'a> ContainerSetup<'a> {
             use_mknod: !ns.in_userns() && crate::sys::is_real_root(),
             no_pivot: false,
             image: None,
-            files: &[],
             console: None,
         })
     }
@@ -59,18 +55,22 @@ impl<'a> ContainerSetup<'a> {
         self
     }
 
-    /// Image mode: the root at `rootfs` is built over the cached image
-    /// `lower` (`method`), with these generated files written into it.
-    pub fn image(
-        mut self,
-        lower: &'a Path,
-        method: RootMethod,
-        files: &'a [(PathBuf, Vec<u8>)],
-    ) -> Self {
-        self.image = Some((lower, method));
-        self.files = files;
+    /// Image mode: the root at `rootfs` is built over a cached image.
+    pub fn image(mut self, root: &'a ImageRoot<'a>) -> Self {
+        self.image = Some(root);
         self
     }
+}
+
+/// What image mode's root is made of.
+pub struct ImageRoot<'a> {
+    /// The cached image.
+    pub lower: &'a Path,
+    pub method: RootMethod,
+    /// Generated files (/etc/passwd, /etc/group, ...): path, contents.
+    pub files: &'a [(PathBuf, Vec<u8>)],
+    /// Where the image's skeletons are kept (rootfs/skeleton/).
+    pub skeletons: Option<SkeletonDirs>,
 }
 
 /// Builds the container. `before_pivot` runs after the mounts and devices,
@@ -82,7 +82,6 @@ pub fn build(c: &ContainerSetup, before_pivot: Option<&dyn Fn() -> Result<()>>) 
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .with_context(|| format!("process.oomScoreAdj {adj}"))?;
     }
-    let generated: Vec<PathBuf> = c.files.iter().map(|(p, _)| p.clone()).collect();
     let plan = rootfs::plan_for(&PlanContext {
         spec,
         rootfs: c.rootfs,
@@ -92,16 +91,15 @@ pub fn build(c: &ContainerSetup, before_pivot: Option<&dyn Fn() -> Result<()>>) 
         use_mknod: c.use_mknod,
         no_pivot: c.no_pivot,
         own_mount_ns: c.ns.has_mount_ns(),
-        image: c.image.map(|(lower, method)| ImageContext {
-            lower,
-            method,
-            files: &generated,
+        image: c.image.map(|img| ImageContext {
+            lower: img.lower,
+            method: img.method,
+            files: img.files,
+            skeletons: img.skeletons.as_ref(),
+            hooks: before_pivot.is_some(),
         }),
     })?;
     rootfs::run(&plan.setup, before_pivot)?;
-    for (path, data) in c.files {
-        rootfs::files::write_private_file(path, data)?;
-    }
     if let Some(sock) = &c.console {
         super::console::setup_for(sock, c.process, true)?;
     }

@@ -3,12 +3,11 @@
 //! the process the launcher started: same PID, parent, fds and signals.
 //! Only with a PID namespace does hpcc stay, as a minimal parent.
 
-use super::container_setup::{self, ContainerSetup};
+use super::container_setup::{self, ContainerSetup, ImageRoot};
 use super::namespaces::{self, IdMaps, NsPlan, OpenedNs, UserNs};
 use super::process_setup::{self, ProcessSetup};
 use crate::hpc::host_devices::StageHook;
 use crate::hpc::node_join::{self, JoinGroup, Role};
-use crate::rootfs::RootMethod;
 use anyhow::{anyhow, bail, Result};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -16,11 +15,10 @@ use nix::unistd::ForkResult;
 use oci_spec::runtime::Spec;
 use std::convert::Infallible;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-/// Runs `spec` over the image `lower`, its root built at `merged` (an
-/// overlay, or an underlay: `root`). Returns only
+/// Runs `spec` over the image `img`, its root built at `merged`. Returns only
 /// on failure; with a PID namespace the supervising parent exits with the
 /// program's status instead.
 /// `hooks` (from CDI) run as image_hooks.rs says.
@@ -28,10 +26,8 @@ use std::time::Duration;
 /// arrive builds it, the others enter its namespaces.
 pub fn exec_in_place(
     spec: &Spec,
-    lower: &Path,
+    img: &ImageRoot,
     merged: &Path,
-    root: RootMethod,
-    files: &[(PathBuf, Vec<u8>)],
     hooks: &[StageHook],
     join: Option<(&JoinGroup, Duration)>,
 ) -> Result<Infallible> {
@@ -39,7 +35,7 @@ pub fn exec_in_place(
     if !ns.join.is_empty() || matches!(ns.user, UserNs::Join(_)) {
         bail!("image mode does not join namespaces by path");
     }
-    let container = ContainerSetup::new(spec, merged, lower, &ns)?.image(lower, root, files);
+    let container = ContainerSetup::new(spec, merged, img.lower, &ns)?.image(img);
     // The caller's session keyring (AFS and Kerberos tokens) and every fd
     // it passed (PMI_FD) stay.
     let process = ProcessSetup::new("image", spec)?

@@ -5,7 +5,7 @@
 //! set propagation.
 
 use super::kernel::{Entry, FileKind, Kernel, Target};
-use super::ops::{Finish, ImageRoot, MountOp, Op, RootMethod, What};
+use super::ops::{Finish, ImageRoot, MountOp, Op, RootMethod, Skeleton, What};
 use super::remount;
 use super::resolve::Leaf;
 use anyhow::{anyhow, bail, Context, Result};
@@ -312,6 +312,54 @@ fn privatize_parent<K: Kernel>(k: &mut K, path: &Path) -> Result<()> {
 }
 
 fn image_root<K: Kernel>(k: &mut K, r: &ImageRoot) -> Result<()> {
+    if let Some(s) = &r.skeleton {
+        match skeleton_root(k, r, s) {
+            Ok(()) => {
+                crate::debug!(
+                    "image root: read-only overlay of {} over {}",
+                    s.dir.display(),
+                    r.lower.display()
+                );
+                return Ok(());
+            }
+            // A full disk, a cache we may not write, an old kernel: the
+            // private overlay needs none of those.
+            Err(e) => crate::debug!("image root: no skeleton ({e:#}); using a private overlay"),
+        }
+    }
+    private_root(k, r)?;
+    if r.files.is_empty() {
+        return Ok(());
+    }
+    // Written before anything is mounted over the root: a bind the user
+    // asked for on /etc/passwd covers the generated one, as it should.
+    let root = k.open_root(&r.merged)?;
+    for (path, data) in &r.files {
+        k.write_file(&root, path, data)?;
+    }
+    Ok(())
+}
+
+/// The image under its skeleton, both read-only lower layers of one
+/// overlay: nothing to make, copy up or write on a warm start.
+fn skeleton_root<K: Kernel>(k: &mut K, r: &ImageRoot, s: &Skeleton) -> Result<()> {
+    k.make_skeleton(s, &r.lower)?;
+    let data = super::overlay::lower_only(&[&s.dir, &r.lower]);
+    match overlay_mount(k, &data, &r.merged, MsFlags::MS_RDONLY) {
+        // The cache's mount directory is made on first use.
+        Err(Errno::ENOENT) => {
+            k.mkdir(&r.merged)
+                .map_err(|e| anyhow!("creating {}: {e}", r.merged.display()))?;
+            overlay_mount(k, &data, &r.merged, MsFlags::MS_RDONLY)
+        }
+        res => res,
+    }
+    .map_err(|e| anyhow!("overlay of {}: {e}", s.dir.display()))
+}
+
+/// The image under a private, writable upper layer on a tmpfs (or an
+/// underlay where the kernel refuses overlayfs).
+fn private_root<K: Kernel>(k: &mut K, r: &ImageRoot) -> Result<()> {
     let scratch = r
         .merged
         .parent()
@@ -328,7 +376,10 @@ fn image_root<K: Kernel>(k: &mut K, r: &ImageRoot) -> Result<()> {
         k.mkdir(&scratch.join(d))
             .map_err(|e| anyhow!("creating the image root's {d}: {e}"))?;
     }
-    let overlay = |k: &mut K| overlay(k, &r.lower, scratch, &r.merged);
+    let overlay = |k: &mut K| {
+        let data = super::overlay::options(&r.lower, &scratch.join("upper"), &scratch.join("work"));
+        overlay_mount(k, &data, &r.merged, MsFlags::empty())
+    };
     match r.method {
         RootMethod::Overlay => {
             crate::debug!(
@@ -364,25 +415,23 @@ fn image_root<K: Kernel>(k: &mut K, r: &ImageRoot) -> Result<()> {
     }
 }
 
-fn overlay<K: Kernel>(k: &mut K, lower: &Path, scratch: &Path, merged: &Path) -> nix::Result<()> {
-    let data = super::overlay::options(lower, &scratch.join("upper"), &scratch.join("work"));
+fn overlay_mount<K: Kernel>(
+    k: &mut K,
+    data: &str,
+    merged: &Path,
+    flags: MsFlags,
+) -> nix::Result<()> {
     let fs = Some(Path::new("overlay"));
     // Inside a user namespace overlayfs stores its metadata in user.*
     // xattrs; older kernels need to be told so.
-    match k.mount(
-        fs,
-        Target::Path(merged),
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(&data),
-    ) {
+    match k.mount(fs, Target::Path(merged), Some("overlay"), flags, Some(data)) {
         Err(Errno::EINVAL) | Err(Errno::EPERM) => {
             let data = format!("{data},userxattr");
             k.mount(
                 fs,
                 Target::Path(merged),
                 Some("overlay"),
-                MsFlags::empty(),
+                flags,
                 Some(&data),
             )
         }

@@ -4,7 +4,9 @@
 
 use super::executor::execute;
 use super::kernel::{Entry, FileKind};
-use super::ops::{Finish, ImageRoot, MountOp, Op, RootMethod, Underlay, What};
+use super::ops::{
+    Finish, ImageRoot, MountOp, Op, RootMethod, Skeleton, SkeletonEntry, Underlay, What,
+};
 use super::plan::{plan, PlanContext};
 use super::recorder::{FakeHost, Recorder};
 use super::resolve::Leaf;
@@ -305,7 +307,75 @@ fn image_root(method: RootMethod, writable: bool) -> Op {
             expand: ["etc".into()].into(),
             omit: ["etc/passwd".into()].into(),
         },
+        files: Vec::new(),
+        skeleton: None,
     })
+}
+
+/// An image root with a generated /etc/passwd and a planned skeleton.
+fn skeleton_root() -> Op {
+    let Op::ImageRoot(mut r) = image_root(RootMethod::Auto, false) else {
+        unreachable!()
+    };
+    r.files = vec![("/etc/passwd".into(), b"u:x:1:1::/:/bin/sh\n".to_vec())];
+    r.skeleton = Some(Skeleton {
+        dir: "/c/images/x/skeletons/k1".into(),
+        staging: "/c/tmp/x.1.1.skeleton".into(),
+        entries: vec![
+            SkeletonEntry::Dir("etc".into()),
+            SkeletonEntry::File("etc/passwd".into(), b"u:x:1:1::/:/bin/sh\n".to_vec()),
+        ],
+    });
+    Op::ImageRoot(r)
+}
+
+#[test]
+fn a_skeleton_root_is_one_read_only_overlay_and_writes_nothing() {
+    let mut r = Recorder::default();
+    execute(&mut r, &[skeleton_root()], None).unwrap();
+    assert_eq!(
+        r.calls,
+        [
+            "skeleton /c/images/x/skeletons/k1 over /c/images/x/rootfs (2 entries)",
+            "mount overlay on /c/mnt/merged type overlay [MsFlags(MS_RDONLY)] (lowerdir=/c/images/x/skeletons/k1:/c/images/x/rootfs)",
+        ]
+    );
+}
+
+#[test]
+fn without_a_skeleton_the_root_is_private_and_the_files_are_written() {
+    // A full disk: the skeleton cannot be made.
+    let mut r = Recorder {
+        skeleton_fails: true,
+        ..Default::default()
+    };
+    execute(&mut r, &[skeleton_root()], None).unwrap();
+    let tail: Vec<&str> = r.calls.iter().skip(1).map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "mount tmpfs on /c/mnt type tmpfs [MsFlags(MS_NOSUID | MS_NODEV)] (mode=0755)",
+            "mkdir /c/mnt/upper",
+            "mkdir /c/mnt/work",
+            "mkdir /c/mnt/merged",
+            "mount overlay on /c/mnt/merged type overlay (lowerdir=/c/images/x/rootfs,upperdir=/c/mnt/upper,workdir=/c/mnt/work)",
+            "open root /c/mnt/merged",
+            "write /etc/passwd in root:/ (19 bytes)",
+        ]
+    );
+    // A kernel that refuses overlayfs refuses the skeleton's as well: the
+    // underlay, with the files written on its tmpfs.
+    let mut r = Recorder {
+        fail: vec![("type overlay".into(), Errno::EPERM)],
+        ..Default::default()
+    };
+    image_dirs(&mut r);
+    execute(&mut r, &[skeleton_root()], None).unwrap();
+    assert!(r.calls.iter().any(|c| c == "symlink /bin -> usr/bin"));
+    assert_eq!(
+        r.calls.last().map(String::as_str),
+        Some("write /etc/passwd in root:/ (19 bytes)")
+    );
 }
 
 /// The image of the underlay tests: /bin -> usr/bin, /etc with passwd and

@@ -5,23 +5,21 @@
 //! written through.
 
 use super::in_root::Resolve;
-use super::resolve::openat2_in_root;
+use super::resolve::{create_in_root, openat2_in_root, Leaf};
 use anyhow::{anyhow, bail, Result};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
-pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
+pub fn write_private_file(root: &OwnedFd, path: &Path, data: &[u8]) -> Result<()> {
     let parent = path.parent().unwrap_or(Path::new("/"));
     let name = path
         .file_name()
         .ok_or_else(|| anyhow!("{}: no file name", path.display()))?;
-    let root = crate::sys::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
-        .map_err(|e| anyhow!("opening /: {e}"))?;
     let rel = parent.strip_prefix("/").unwrap_or(parent);
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
@@ -36,8 +34,8 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> Result<()> {
     let dir = match openat2_in_root(root.as_fd(), rel, how) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| anyhow!("creating {}: {e}", parent.display()))?;
+            create_in_root(root, parent, Leaf::Dir)
+                .map_err(|e| anyhow!("creating {}: {e:#}", parent.display()))?;
             openat2_in_root(root.as_fd(), rel, how)
                 .map_err(|e| anyhow!("{}: {e}", parent.display()))?
         }

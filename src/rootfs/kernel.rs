@@ -3,7 +3,7 @@
 //! recording fake (recorder.rs), as youki tests its rootfs code. Every
 //! mount hpcc makes goes through [`Kernel::mount`].
 
-use super::ops::{Node, NodeKind};
+use super::ops::{Node, NodeKind, Skeleton};
 use super::resolve::{self, Leaf};
 use anyhow::{anyhow, Result};
 use nix::fcntl::OFlag;
@@ -94,6 +94,11 @@ pub trait Kernel {
     fn symlink(&mut self, dir: &Self::Fd, name: &OsStr, target: &Path) -> nix::Result<()>;
     /// The node `node` as `name` in `dir`, replacing what is there.
     fn make_node(&mut self, dir: &Self::Fd, name: &OsStr, node: &Node) -> Result<()>;
+    /// Makes the skeleton `s` over the image `lower` unless it exists.
+    fn make_skeleton(&mut self, s: &Skeleton, lower: &Path) -> Result<()>;
+    /// Writes a generated file at `path` inside `root`, replacing the
+    /// image's (never writing through it).
+    fn write_file(&mut self, root: &Self::Fd, path: &Path, data: &[u8]) -> Result<()>;
     fn pivot_root(&mut self, rootfs: &Path) -> Result<()>;
     fn move_root(&mut self, rootfs: &Path) -> Result<()>;
     fn chroot(&mut self, rootfs: &Path) -> Result<()>;
@@ -278,6 +283,14 @@ impl Kernel for Host {
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
         .map_err(|e| anyhow!("chmod {path}: {e}"))
+    }
+
+    fn make_skeleton(&mut self, s: &Skeleton, lower: &Path) -> Result<()> {
+        super::skeleton::make::ensure(s, lower)
+    }
+
+    fn write_file(&mut self, root: &OwnedFd, path: &Path, data: &[u8]) -> Result<()> {
+        super::files::write_private_file(root, path, data)
     }
 
     fn pivot_root(&mut self, rootfs: &Path) -> Result<()> {

@@ -16,6 +16,7 @@ mod executor;
 mod executor_tests;
 pub mod files;
 pub mod host_view;
+mod image_lookup;
 pub mod in_root;
 pub mod kernel;
 pub mod ops;
@@ -30,11 +31,13 @@ pub mod proc_rule;
 mod recorder;
 mod remount;
 pub mod resolve;
+pub mod skeleton;
 mod underlay;
 
 pub use ops::RootMethod;
 pub use ops::{MountPlan, Op};
 pub use plan::{ImageContext, PlanContext};
+pub use skeleton::SkeletonDirs;
 
 use anyhow::Result;
 use std::path::Path;

@@ -86,6 +86,41 @@ pub struct ImageRoot {
     /// flags the kernel locked on the cache's filesystem.
     pub keep_locked: bool,
     pub underlay: Underlay,
+    /// Generated files (/etc/passwd, ...) written into the root once it is
+    /// built, before anything is mounted over it.
+    pub files: Vec<(PathBuf, Vec<u8>)>,
+    /// Tried first: the root as a read-only overlay of a prepared skeleton
+    /// over the image. No tmpfs, no upper layer, nothing written per start.
+    pub skeleton: Option<Skeleton>,
+}
+
+/// The few entries a read-only root needs beyond the image (the generated
+/// files and the mount points the image lacks), made once in a directory
+/// of the cache named by their digest, and stacked over the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skeleton {
+    /// Where it is, once made.
+    pub dir: PathBuf,
+    /// Where it is made before being renamed to `dir`.
+    pub staging: PathBuf,
+    /// Parents before children.
+    pub entries: Vec<SkeletonEntry>,
+}
+
+/// One entry of a skeleton, by its path relative to the root. A
+/// directory the image also has takes the image directory's mode.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SkeletonEntry {
+    Dir(PathBuf),
+    File(PathBuf, Vec<u8>),
+}
+
+impl SkeletonEntry {
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            SkeletonEntry::Dir(p) | SkeletonEntry::File(p, _) => p,
+        }
+    }
 }
 
 /// How image mode builds its root.

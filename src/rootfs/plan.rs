@@ -4,9 +4,10 @@
 
 use super::cgroupfs::{self, CgroupMount};
 use super::host_view::HostView;
-use super::ops::{Finish, ImageRoot, MountOp, MountPlan, Op, RootMethod, What};
+use super::ops::{Finish, ImageRoot, MountOp, MountPlan, Op, RootMethod, Skeleton, What};
 use super::options::{self, MountOptions};
 use super::resolve::Leaf;
+use super::skeleton::SkeletonDirs;
 use anyhow::{anyhow, Context, Result};
 use nix::errno::Errno;
 use nix::mount::MsFlags;
@@ -39,7 +40,12 @@ pub struct PlanContext<'a> {
 pub struct ImageContext<'a> {
     pub lower: &'a Path,
     pub method: RootMethod,
-    pub files: &'a [PathBuf],
+    /// Generated files: path inside, contents.
+    pub files: &'a [(PathBuf, Vec<u8>)],
+    /// Where this image's skeletons live; None: no skeleton, ever.
+    pub skeletons: Option<&'a SkeletonDirs>,
+    /// Hooks run before the pivot, and may write into the root.
+    pub hooks: bool,
 }
 
 pub fn plan(ctx: &PlanContext, host: &dyn HostView) -> Result<MountPlan> {
@@ -66,16 +72,11 @@ pub fn plan(ctx: &PlanContext, host: &dyn HostView) -> Result<MountPlan> {
     if ctx.own_mount_ns && initial.contains(MsFlags::MS_SHARED) {
         setup.push(Op::PrivatizeParent(ctx.rootfs.to_path_buf()));
     }
-    // Either way the new root is a mount point, as pivot_root requires.
-    match &ctx.image {
-        Some(img) => setup.push(Op::ImageRoot(image_root(ctx, img, host))),
-        None => setup.push(Op::BindOnItself(ctx.rootfs.to_path_buf())),
-    }
-    setup.push(Op::OpenRoot(ctx.rootfs.to_path_buf()));
     let spec_mounts = spec.mounts().as_deref().unwrap_or(&[]);
     let mut cgroups = None;
+    let mut inside = Vec::new();
     for m in spec_mounts {
-        setup.extend(
+        inside.extend(
             mount_ops(ctx, m, host, &mut cgroups)
                 .with_context(|| format!("mount {}", m.destination().display()))?,
         );
@@ -92,12 +93,19 @@ pub fn plan(ctx: &PlanContext, host: &dyn HostView) -> Result<MountPlan> {
                     .any(|o| o == "bind" || o == "rbind"))
     });
     let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
-    setup.extend(super::dev_nodes::plan(
+    inside.extend(super::dev_nodes::plan(
         !dev_is_bind,
         devices,
         ctx.use_mknod,
         host,
     )?);
+    // Either way the new root is a mount point, as pivot_root requires.
+    match &ctx.image {
+        Some(img) => setup.push(Op::ImageRoot(image_root(ctx, img, &inside, host))),
+        None => setup.push(Op::BindOnItself(ctx.rootfs.to_path_buf())),
+    }
+    setup.push(Op::OpenRoot(ctx.rootfs.to_path_buf()));
+    setup.extend(inside);
     setup.push(Op::Hooks);
     setup.push(if !ctx.own_mount_ns {
         Op::Chroot(ctx.rootfs.to_path_buf())
@@ -139,8 +147,15 @@ pub fn plan(ctx: &PlanContext, host: &dyn HostView) -> Result<MountPlan> {
     Ok(MountPlan { setup, finish })
 }
 
-/// The image root, with the underlay planned in case it is needed.
-fn image_root(ctx: &PlanContext, img: &ImageContext, host: &dyn HostView) -> ImageRoot {
+/// The image root, with the underlay planned in case it is needed, and
+/// the skeleton where one can serve. `inside` is what the plan then does
+/// inside the root.
+fn image_root(
+    ctx: &PlanContext,
+    img: &ImageContext,
+    inside: &[Op],
+    host: &dyn HostView,
+) -> ImageRoot {
     let spec = ctx.spec;
     let mut dests: Vec<PathBuf> = spec
         .mounts()
@@ -157,14 +172,54 @@ fn image_root(ctx: &PlanContext, img: &ImageContext, host: &dyn HostView) -> Ima
             .iter()
             .map(|d| d.path().clone()),
     );
+    let files: Vec<PathBuf> = img.files.iter().map(|(p, _)| p.clone()).collect();
+    let writable = spec.root().as_ref().and_then(|r| r.readonly()) != Some(true);
     ImageRoot {
         lower: img.lower.to_path_buf(),
         merged: ctx.rootfs.to_path_buf(),
         method: img.method,
-        writable: spec.root().as_ref().and_then(|r| r.readonly()) != Some(true),
+        writable,
         keep_locked: ctx.in_userns,
-        underlay: super::underlay::plan(img.lower, &dests, img.files, host),
+        underlay: super::underlay::plan(img.lower, &dests, &files, host),
+        files: img.files.to_vec(),
+        skeleton: match img.skeletons {
+            Some(dirs) if !writable && !img.hooks && img.method != RootMethod::Underlay => {
+                skeleton(dirs, img, inside, host)
+            }
+            _ => None,
+        },
     }
+}
+
+/// The skeleton for a read-only root: mount points for every mount, and
+/// none at all when something else must be made outside the mounts (only
+/// a writable root could take it).
+fn skeleton(
+    dirs: &SkeletonDirs,
+    img: &ImageContext,
+    inside: &[Op],
+    host: &dyn HostView,
+) -> Option<Skeleton> {
+    let mut mounts = Vec::new();
+    let mut made = Vec::new();
+    for op in inside {
+        match op {
+            Op::Mount(m) => mounts.push((m.dest.clone(), m.leaf)),
+            Op::MakeDir(p) => mounts.push((p.clone(), Leaf::Dir)),
+            Op::Symlink { link, .. } => made.push(link),
+            Op::MakeNode(n) => made.push(&n.path),
+            _ => {}
+        }
+    }
+    let under_a_mount = |p: &PathBuf| {
+        p.ancestors()
+            .skip(1)
+            .any(|a| mounts.iter().any(|(d, _)| d == a))
+    };
+    if !made.into_iter().all(under_a_mount) {
+        return None;
+    }
+    super::skeleton::plan(dirs, img.lower, &mounts, img.files, host)
 }
 
 /// linux.rootfsPropagation as mount(2) flags; None when not set.

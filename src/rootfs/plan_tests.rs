@@ -298,6 +298,8 @@ fn the_image_root_is_an_overlay_and_no_pivot_moves_it() {
         lower: Path::new("/cache/images/x/rootfs"),
         method: super::ops::RootMethod::Auto,
         files: &[],
+        skeletons: None,
+        hooks: false,
     });
     c.no_pivot = true;
     let p = plan(&c, &host()).unwrap();
@@ -356,4 +358,137 @@ fn without_a_mount_namespace_the_callers_propagation_is_left_alone_and_it_chroot
     );
     assert_eq!(lines.last().map(String::as_str), Some("chroot"));
     assert!(lines.contains(&"proc /proc".to_string()));
+}
+
+fn image_ctx<'a>(
+    s: &'a Spec,
+    files: &'a [(PathBuf, Vec<u8>)],
+    dirs: &'a super::skeleton::SkeletonDirs,
+) -> PlanContext<'a> {
+    let mut c = ctx(s, true);
+    c.image = Some(super::plan::ImageContext {
+        lower: Path::new("/c/images/x/rootfs"),
+        method: super::ops::RootMethod::Auto,
+        files,
+        skeletons: Some(dirs),
+        hooks: false,
+    });
+    c
+}
+
+fn image_root_of(p: &MountPlan) -> &super::ops::ImageRoot {
+    p.setup
+        .iter()
+        .find_map(|op| match op {
+            Op::ImageRoot(r) => Some(r),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_read_only_image_root_gets_a_skeleton_of_what_the_image_lacks() {
+    let s = spec(serde_json::json!({
+        "ociVersion": "1.0.2",
+        "root": {"path": "/b/rootfs", "readonly": true},
+        "mounts": [
+            {"destination": "/proc", "type": "bind", "source": "/proc", "options": ["rbind"]},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/home/u", "type": "bind", "source": "/b/data", "options": ["rbind"]},
+            {"destination": "/etc/hosts", "type": "bind", "source": "/b/hosts", "options": ["bind"]},
+        ]
+    }));
+    let mut h = host();
+    h.dirs.push("/proc".into());
+    h.dirs.push("/c/images/x/rootfs/proc".into());
+    h.dirs.push("/c/images/x/rootfs/etc".into());
+    let files = vec![(
+        PathBuf::from("/etc/passwd"),
+        b"u:x:1:1::/:/bin/sh\n".to_vec(),
+    )];
+    let dirs = super::skeleton::SkeletonDirs {
+        store: "/c/images/x/skeletons".into(),
+        staging: "/c/tmp/x.skeleton".into(),
+    };
+    let p = plan(&image_ctx(&s, &files, &dirs), &h).unwrap();
+    let sk = image_root_of(&p).skeleton.as_ref().unwrap();
+    let entries: Vec<String> = sk
+        .entries
+        .iter()
+        .map(|e| {
+            format!("{e:?}").split('(').next().unwrap().to_string()
+                + " "
+                + &e.path().display().to_string()
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            "Dir dev",
+            "Dir etc",
+            "File etc/hosts",
+            "File etc/passwd",
+            "Dir home",
+            "Dir home/u"
+        ]
+    );
+    assert!(sk.dir.starts_with("/c/images/x/skeletons"));
+    // The files still travel with the root, for when no skeleton can be
+    // made.
+    assert_eq!(image_root_of(&p).files, files);
+
+    // A writable root, hooks that may write, or an underlay: none.
+    let mut writable = s.clone();
+    writable.set_root(Some(
+        oci_spec::runtime::RootBuilder::default()
+            .path("/b/rootfs")
+            .readonly(false)
+            .build()
+            .unwrap(),
+    ));
+    let p = plan(&image_ctx(&writable, &files, &dirs), &h).unwrap();
+    assert!(image_root_of(&p).skeleton.is_none());
+    let mut c = image_ctx(&s, &files, &dirs);
+    if let Some(i) = c.image.as_mut() {
+        i.hooks = true;
+    }
+    assert!(image_root_of(&plan(&c, &h).unwrap()).skeleton.is_none());
+    let mut c = image_ctx(&s, &files, &dirs);
+    if let Some(i) = c.image.as_mut() {
+        i.method = super::ops::RootMethod::Underlay;
+    }
+    assert!(image_root_of(&plan(&c, &h).unwrap()).skeleton.is_none());
+}
+
+#[test]
+fn a_node_made_outside_every_mount_needs_a_writable_root() {
+    // Real root, no /dev mount in the config: the default nodes are made
+    // with mknod in the image's own /dev.
+    let s = spec(serde_json::json!({
+        "ociVersion": "1.0.2",
+        "root": {"path": "/b/rootfs", "readonly": true},
+        "mounts": []
+    }));
+    let dirs = super::skeleton::SkeletonDirs {
+        store: "/c/images/x/skeletons".into(),
+        staging: "/c/tmp/x.skeleton".into(),
+    };
+    let mut c = image_ctx(&s, &[], &dirs);
+    c.use_mknod = true;
+    c.in_userns = false;
+    let p = plan(&c, &host()).unwrap();
+    assert!(p.setup.iter().any(|op| matches!(op, Op::MakeNode(_))));
+    assert!(image_root_of(&p).skeleton.is_none());
+    // With a tmpfs on /dev they are made in it.
+    let s = spec(serde_json::json!({
+        "ociVersion": "1.0.2",
+        "root": {"path": "/b/rootfs", "readonly": true},
+        "mounts": [{"destination": "/dev", "type": "tmpfs", "source": "tmpfs"}]
+    }));
+    let mut c = image_ctx(&s, &[], &dirs);
+    c.use_mknod = true;
+    c.in_userns = false;
+    assert!(image_root_of(&plan(&c, &host()).unwrap())
+        .skeleton
+        .is_some());
 }

@@ -6,7 +6,7 @@
 use super::cgroupfs::CgroupHost;
 use super::host_view::HostView;
 use super::kernel::{Entry, FileKind, Kernel, Target};
-use super::ops::Node;
+use super::ops::{Node, Skeleton};
 use super::resolve::Leaf;
 use anyhow::Result;
 use nix::errno::Errno;
@@ -32,6 +32,8 @@ pub struct Recorder {
     pub submounts: Vec<PathBuf>,
     /// What `read_dir` lists, by directory.
     pub dirs: HashMap<PathBuf, Vec<(std::ffi::OsString, Entry)>>,
+    /// `make_skeleton` fails (a full disk).
+    pub skeleton_fails: bool,
 }
 
 fn target_text(t: Target<'_, PathBuf>) -> String {
@@ -181,6 +183,29 @@ impl Kernel for Recorder {
 
     fn move_root(&mut self, rootfs: &Path) -> Result<()> {
         self.calls.push(format!("move_root {}", rootfs.display()));
+        Ok(())
+    }
+
+    fn make_skeleton(&mut self, s: &Skeleton, lower: &Path) -> Result<()> {
+        self.calls.push(format!(
+            "skeleton {} over {} ({} entries)",
+            s.dir.display(),
+            lower.display(),
+            s.entries.len()
+        ));
+        match self.skeleton_fails {
+            true => Err(anyhow::anyhow!("No space left on device")),
+            false => Ok(()),
+        }
+    }
+
+    fn write_file(&mut self, root: &PathBuf, path: &Path, data: &[u8]) -> Result<()> {
+        self.calls.push(format!(
+            "write {} in root:{} ({} bytes)",
+            path.display(),
+            root.display(),
+            data.len()
+        ));
         Ok(())
     }
 

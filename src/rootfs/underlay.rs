@@ -7,8 +7,6 @@
 //! mount code will follow them inside the root.
 
 use super::host_view::HostView;
-use super::in_root::parts;
-use super::kernel::Entry;
 use super::ops::Underlay;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -53,36 +51,9 @@ fn expand(u: &mut Underlay, dir: &Path) {
 /// The real path (relative to the image) of the longest prefix of `path`
 /// that exists in the image, and whether all of it does.
 fn resolve(lower: &Path, path: &Path, host: &dyn HostView) -> (PathBuf, bool) {
-    let mut todo = parts(path);
-    let mut cur = PathBuf::new();
-    let mut links = 0;
-    while let Some(c) = todo.pop_front() {
-        if c == ".." {
-            cur.pop();
-            continue;
-        }
-        let next = cur.join(&c);
-        match host.entry(&lower.join(&next)) {
-            None => return (cur, false),
-            Some(Entry::Dir) => cur = next,
-            Some(Entry::Symlink(target)) => {
-                links += 1;
-                if links > 40 {
-                    return (cur, false);
-                }
-                if target.is_absolute() {
-                    cur = PathBuf::new();
-                }
-                for t in parts(&target).into_iter().rev() {
-                    todo.push_front(t);
-                }
-            }
-            Some(Entry::Other) => {
-                return (if todo.is_empty() { next } else { cur }, todo.is_empty())
-            }
-        }
-    }
-    (cur, true)
+    let l = super::image_lookup::lookup(lower, path, host);
+    let complete = l.complete();
+    (l.found, complete)
 }
 
 #[cfg(test)]

@@ -11,3 +11,4 @@ mod common;
 mod containment;
 mod layers;
 mod running;
+mod skeleton;

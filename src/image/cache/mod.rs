@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <cache>/images/<hex>/{rootfs/,config.json,meta.json,last-used}  complete images, renamed into place
-//! <cache>/tmp/<hex>.<pid>.<nanos>/                                 unpacks in progress (or killed)
+//! <cache>/images/<hex>/skeletons/<key>/                             what a read-only root adds to the image (rootfs/skeleton/)
+//! <cache>/tmp/<hex>.<pid>.<nanos>[.skeleton]/                      unpacks and skeletons in progress (or killed)
 //! <cache>/refs/<key>.json                                          file identity (or registry reference) → digest, for warm starts
 //! <cache>/locks/<hex>.lock                                         flock held while one process unpacks
 //! <cache>/locks/<hex>.use                                          shared flock held by each run from lookup to mount
@@ -22,6 +23,7 @@ use super::manifest::{self, Resolved};
 use super::printable::printable;
 use super::source::Source;
 use crate::fs::{remove_tree, write_durable};
+use crate::rootfs::SkeletonDirs;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use refs::{identity_key, read_entry, read_ref, text_key, RefEntry};
@@ -130,6 +132,22 @@ impl Cache {
     /// An empty directory the launch mounts its private tmpfs on.
     pub fn mount_dir(&self) -> Result<PathBuf> {
         self.sub("mnt")
+    }
+
+    /// Where the image's skeletons are kept, and where this process would
+    /// make a new one (made, like an unpack, under tmp/ and renamed into
+    /// place; `prune` clears one a killed run left). Nothing is created
+    /// until a skeleton is needed.
+    pub fn skeleton_dirs(&self, d: &Digest) -> SkeletonDirs {
+        SkeletonDirs {
+            store: self.image_dir(d).join("skeletons"),
+            staging: self.root.join("tmp").join(format!(
+                "{}.{}.{}.skeleton",
+                d.hex(),
+                std::process::id(),
+                nanos()
+            )),
+        }
     }
 
     /// Opens the lock file `locks/<hex>.<kind>`.
@@ -360,11 +378,7 @@ impl Cache {
         let tmp_root = self.sub("tmp")?;
         // Holding the lock, any tmp dir for this digest is a killed unpack.
         self.clear_leftovers(&tmp_root, Some(d))?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|t| t.subsec_nanos())
-            .unwrap_or(0);
-        let tmp = tmp_root.join(format!("{}.{}.{nanos}", d.hex(), std::process::id()));
+        let tmp = tmp_root.join(format!("{}.{}.{}", d.hex(), std::process::id(), nanos()));
         if let Err(e) = self.unpack_into(&tmp, src, r, opts) {
             let _ = remove_tree(&tmp);
             return Err(e);
@@ -484,6 +498,15 @@ pub(super) fn cached_config(r: &Resolved) -> serde_json::Value {
         },
         "rootfs": {"type": "layers", "diff_ids": r.config.diff_ids()}
     })
+}
+
+/// Sub-second part of the clock: with the pid, a name no other process
+/// on any node is using at the same time.
+fn nanos() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
