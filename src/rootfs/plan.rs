@@ -200,24 +200,25 @@ fn skeleton(
     inside: &[Op],
     host: &dyn HostView,
 ) -> Option<Skeleton> {
-    let mut mounts = Vec::new();
-    let mut made = Vec::new();
+    let mut mounts: Vec<(PathBuf, Leaf)> = Vec::new();
     for op in inside {
-        match op {
-            Op::Mount(m) => mounts.push((m.dest.clone(), m.leaf)),
-            Op::MakeDir(p) => mounts.push((p.clone(), Leaf::Dir)),
-            Op::Symlink { link, .. } => made.push(link),
-            Op::MakeNode(n) => made.push(&n.path),
-            _ => {}
+        let made = match op {
+            Op::Mount(m) => {
+                mounts.push((m.dest.clone(), m.leaf));
+                continue;
+            }
+            Op::MakeDir(p) => {
+                mounts.push((p.clone(), Leaf::Dir));
+                continue;
+            }
+            Op::Symlink { link, .. } => link,
+            Op::MakeNode(n) => &n.path,
+            _ => continue,
+        };
+        let earlier = mounts.iter().map(|(d, _)| d.as_path());
+        if !super::skeleton::inside_earlier(earlier, made) {
+            return None;
         }
-    }
-    let under_a_mount = |p: &PathBuf| {
-        p.ancestors()
-            .skip(1)
-            .any(|a| mounts.iter().any(|(d, _)| d == a))
-    };
-    if !made.into_iter().all(under_a_mount) {
-        return None;
     }
     super::skeleton::plan(dirs, img.lower, &mounts, img.files, host)
 }

@@ -8,17 +8,16 @@
 
 use super::host_view::HostView;
 use super::ops::Underlay;
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The underlay for an image at `lower` that must take mounts at `dests`
 /// and generated files at `files` (container paths).
 pub fn plan(lower: &Path, dests: &[PathBuf], files: &[PathBuf], host: &dyn HostView) -> Underlay {
     let mut u = Underlay::default();
-    let dests: BTreeSet<&Path> = dests.iter().map(PathBuf::as_path).collect();
-    for d in &dests {
-        // A mount point inside another destination is made in that mount.
-        if d.ancestors().skip(1).any(|a| dests.contains(a)) {
+    for (i, d) in dests.iter().enumerate() {
+        // A mount point inside a destination mounted before it is made in
+        // that mount.
+        if super::skeleton::inside_earlier(dests[..i].iter().map(PathBuf::as_path), d) {
             continue;
         }
         let (found, complete) = resolve(lower, d, host);
@@ -76,7 +75,7 @@ mod tests {
         h
     }
 
-    fn set(v: &[&str]) -> BTreeSet<PathBuf> {
+    fn set(v: &[&str]) -> std::collections::BTreeSet<PathBuf> {
         v.iter().map(PathBuf::from).collect()
     }
 
@@ -99,6 +98,13 @@ mod tests {
         // own mount.
         assert_eq!(u.expand, set(&["home"]));
         assert!(u.omit.is_empty());
+    }
+
+    #[test]
+    fn a_mount_point_inside_a_later_mount_is_made_in_the_root() {
+        let dests: Vec<PathBuf> = ["/tmp/u/home", "/tmp"].map(PathBuf::from).to_vec();
+        let u = plan(Path::new("/img"), &dests, &[], &image());
+        assert_eq!(u.expand, set(&["tmp"]));
     }
 
     #[test]

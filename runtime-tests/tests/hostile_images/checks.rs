@@ -22,7 +22,13 @@ pub fn tool_missing(why: &str) {
 /// What a cache may hold at its top.
 pub const CACHE_DIRS: &[&str] = &["images", "tmp", "refs", "locks", "mnt"];
 /// What a cached image may hold.
-pub const IMAGE_FILES: &[&str] = &["rootfs", "config.json", "meta.json", "last-used"];
+pub const IMAGE_FILES: &[&str] = &[
+    "rootfs",
+    "config.json",
+    "meta.json",
+    "last-used",
+    "skeletons",
+];
 
 /// The checks every case must pass, whatever hpcc made of it: no panic,
 /// nothing changed outside the cache, the cache holds only its own
@@ -63,8 +69,9 @@ pub fn sane(env: &Env, before: &BTreeMap<String, String>, o: &Output, what: &str
         env.tmp_entries()
     );
     assert!(
-        list(&env.cache().join("mnt")).is_empty(),
-        "{what}: the overlay scratch is not empty"
+        env.mount_dir_leftovers().is_empty(),
+        "{what}: the mount directory is not empty: {:?}",
+        env.mount_dir_leftovers()
     );
 }
 

@@ -3,7 +3,6 @@
 //! namespace on request, and what is left behind.
 
 use crate::common::*;
-use crate::imagefix::list;
 use runtime_tests::{ok, stdout};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
@@ -107,12 +106,9 @@ fn nothing_is_left_mounted_or_running() {
         !mountinfo.contains(env.cache().to_str().unwrap()),
         "a mount leaked to the host"
     );
-    // The read-only root's mount point stays, empty; the private
-    // overlay's scratch lived on a tmpfs of its own.
-    let mnt = env.cache().join("mnt");
     assert!(
-        list(&mnt).iter().all(|e| e == "merged") && list(&mnt.join("merged")).is_empty(),
+        env.mount_dir_leftovers().is_empty(),
         "the mount directory stays empty on the host: {:?}",
-        list(&mnt)
+        env.mount_dir_leftovers()
     );
 }

@@ -63,16 +63,24 @@ fn a_read_only_root_stacks_a_skeleton_made_once_over_the_image() {
     assert!(env.tmp_entries().is_empty(), "{:?}", env.tmp_entries());
     // A bind to a path the image lacks needs another mount point: another
     // skeleton beside the first, and still nothing in the image itself.
+    // The skeleton's /data merges with the image's.
     let data = env.dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("f"), "bound\n").unwrap();
-    let bind = format!("{}:/new/point", data.display());
+    let bind = format!("{}:/data/point", data.display());
     assert_eq!(
-        ok(&env.run(&["run", "--bind", &bind, t, "--", "cat /new/point/f"])),
-        "bound\n"
+        ok(&env.run(&[
+            "run",
+            "--bind",
+            &bind,
+            t,
+            "--",
+            "cat /data/point/f /data/old.txt; ls /data"
+        ])),
+        "bound\nold\nhard.txt\nlink\nold.txt\npoint\n"
     );
     assert_eq!(skeletons(&env).len(), 2);
-    assert!(!dir.join("rootfs/new").exists());
+    assert!(!dir.join("rootfs/data/point").exists());
     assert!(!dir.join("rootfs/proc").exists() && !dir.join("rootfs/tmp").exists());
     // The image's own directories keep their mode under the skeleton's.
     assert_eq!(

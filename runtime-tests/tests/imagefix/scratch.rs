@@ -62,6 +62,20 @@ impl Scratch {
     pub fn tmp_entries(&self) -> Vec<String> {
         list(&self.cache().join("tmp"))
     }
+
+    /// What the cache's mount directory holds on the host, beyond the
+    /// read-only root's mount point `merged` left empty (the private
+    /// overlay's scratch lives on a tmpfs only its container sees).
+    pub fn mount_dir_leftovers(&self) -> Vec<String> {
+        let mnt = self.cache().join("mnt");
+        let mut out: Vec<String> = list(&mnt).into_iter().filter(|e| e != "merged").collect();
+        out.extend(
+            list(&mnt.join("merged"))
+                .into_iter()
+                .map(|e| format!("merged/{e}")),
+        );
+        out
+    }
 }
 
 impl Drop for Scratch {

@@ -59,10 +59,8 @@ fn entries(
     host: &dyn HostView,
 ) -> Option<Vec<SkeletonEntry>> {
     let mut out: BTreeMap<PathBuf, Content> = BTreeMap::new();
-    let dests: BTreeSet<&Path> = mounts.iter().map(|(p, _)| p.as_path()).collect();
-    for (d, leaf) in mounts {
-        // A mount point inside another destination is made in that mount.
-        if d.ancestors().skip(1).any(|a| dests.contains(a)) {
+    for (i, (d, leaf)) in mounts.iter().enumerate() {
+        if inside_earlier(mounts[..i].iter().map(|(p, _)| p.as_path()), d) {
             continue;
         }
         let l = lookup(lower, d, host);
@@ -114,6 +112,14 @@ fn entries(
             })
             .collect(),
     )
+}
+
+/// Whether `dest` lies inside one of the destinations mounted before it,
+/// so its mount point is made in that mount, not in the root. One mounted
+/// after it covers it, but its mount point is still the root's to hold.
+pub fn inside_earlier<'a>(earlier: impl Iterator<Item = &'a Path>, dest: &Path) -> bool {
+    let earlier: BTreeSet<&Path> = earlier.collect();
+    dest.ancestors().skip(1).any(|a| earlier.contains(a))
 }
 
 /// `dir` and every directory above it, but the top.
@@ -287,6 +293,25 @@ mod tests {
         let m = mounts(&[("/data/x", Leaf::File)]);
         let f = vec![(PathBuf::from("/data/x/y"), b"x".to_vec())];
         assert!(plan(&dirs(), "/img".as_ref(), &m, &f, &h).is_none());
+    }
+
+    #[test]
+    fn a_mount_point_inside_a_later_mount_is_the_roots() {
+        // $HOME under /tmp, bound before /tmp is: its mount point must be
+        // in the root when it is mounted, even though /tmp covers it later.
+        let m = mounts(&[("/tmp/u/home", Leaf::Dir), ("/tmp", Leaf::Dir)]);
+        let s = plan(&dirs(), "/img".as_ref(), &m, &[], &image()).unwrap();
+        assert_eq!(
+            s.entries,
+            vec![
+                SkeletonEntry::Dir("tmp".into()),
+                SkeletonEntry::Dir("tmp/u".into()),
+                SkeletonEntry::Dir("tmp/u/home".into()),
+            ]
+        );
+        let m = mounts(&[("/tmp", Leaf::Dir), ("/tmp/u/home", Leaf::Dir)]);
+        let s = plan(&dirs(), "/img".as_ref(), &m, &[], &image()).unwrap();
+        assert!(s.entries.is_empty(), "{:?}", s.entries);
     }
 
     #[test]
