@@ -88,9 +88,10 @@ pub fn rmi(a: &RmiArgs) -> Result<i32> {
 
 pub fn prune(a: &PruneArgs) -> Result<i32> {
     let cache = site_cache()?;
-    let (leftovers, refs, images) = cache.prune(a.all)?;
+    let p = cache.prune(a.all)?;
     println!(
-        "removed {images} image(s), {leftovers} unfinished unpack(s) or pull(s), {refs} stale reference(s)"
+        "removed {} image(s), {} unfinished unpack(s) or pull(s), {} stale reference(s), {} unused skeleton(s)",
+        p.images, p.leftovers, p.refs, p.skeletons
     );
     Ok(0)
 }

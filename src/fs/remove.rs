@@ -68,8 +68,10 @@ struct Level {
 
 /// Removes directory `name` in `top` and everything under it, depth first.
 /// Only the current directory's fd is open; the walk climbs back with
-/// "..", which in a tree only we write (the cache's tmp/, under the
-/// digest's lock) leads to the directory it came from.
+/// "..", which in a tree only we write (an unpack in the cache's tmp/
+/// under the digest's lock, a skeleton's staging under the image's
+/// skeleton lock or renamed out of sight) leads to the directory it came
+/// from.
 fn remove_dir_at(top: BorrowedFd<'_>, name: &OsStr) -> std::io::Result<()> {
     let mut cur = open_dir_for_removal(top, name)?;
     let mut stack = vec![Level {

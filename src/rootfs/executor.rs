@@ -346,10 +346,15 @@ fn skeleton_root<K: Kernel>(k: &mut K, r: &ImageRoot, s: &Skeleton) -> Result<()
     k.make_skeleton(s, &r.lower)?;
     let data = super::overlay::lower_only(&[&s.dir, &r.lower]);
     match overlay_mount(k, &data, &r.merged, MsFlags::MS_RDONLY) {
-        // The cache's mount directory is made on first use.
+        // The cache's mount point is made on first use (by one of the
+        // ranks that start at once).
         Err(Errno::ENOENT) => {
-            k.mkdir(&r.merged)
-                .map_err(|e| anyhow!("creating {}: {e}", r.merged.display()))?;
+            match k.mkdir(&r.merged) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    bail!("creating {}: {e}", r.merged.display())
+                }
+                _ => {}
+            }
             overlay_mount(k, &data, &r.merged, MsFlags::MS_RDONLY)
         }
         res => res,

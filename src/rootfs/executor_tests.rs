@@ -320,7 +320,11 @@ fn skeleton_root() -> Op {
     r.files = vec![("/etc/passwd".into(), b"u:x:1:1::/:/bin/sh\n".to_vec())];
     r.skeleton = Some(Skeleton {
         dir: "/c/images/x/skeletons/k1".into(),
-        staging: "/c/tmp/x.1.1.skeleton".into(),
+        dirs: super::skeleton::SkeletonDirs::new(
+            "/c/images/x".as_ref(),
+            "/c/locks/x.skeleton".as_ref(),
+            1,
+        ),
         entries: vec![
             SkeletonEntry::Dir("etc".into()),
             SkeletonEntry::File("etc/passwd".into(), b"u:x:1:1::/:/bin/sh\n".to_vec()),

@@ -28,12 +28,13 @@ pub enum Op {
     PrivatizeParent(PathBuf),
     /// pivot_root needs the new root to be a mount point: bind it on itself.
     BindOnItself(PathBuf),
-    /// Image mode's root at `merged`: a tmpfs on `merged`'s parent (a
-    /// directory of the cache only our mount namespace sees mounted), then
-    /// the cached image `lower` under an overlay, or where the kernel
-    /// refuses that (unprivileged overlayfs came in Linux 5.11), under an
-    /// underlay. Either way mount points can be made and the cache never
-    /// changes.
+    /// Image mode's root at `merged`: where one is planned, a read-only
+    /// overlay of a skeleton over the cached image `lower`; else (or when
+    /// the skeleton cannot be made or mounted) a tmpfs on `merged`'s parent
+    /// (a directory of the cache only our mount namespace sees mounted),
+    /// then the image under an overlay, or where the kernel refuses that
+    /// (unprivileged overlayfs came in Linux 5.11), under an underlay.
+    /// Either way mount points can be made and the image never changes.
     ImageRoot(ImageRoot),
     /// From here on, container paths resolve inside this directory.
     OpenRoot(PathBuf),
@@ -101,10 +102,20 @@ pub struct ImageRoot {
 pub struct Skeleton {
     /// Where it is, once made.
     pub dir: PathBuf,
-    /// Where it is made before being renamed to `dir`.
-    pub staging: PathBuf,
+    /// Where the image's skeletons are made.
+    pub dirs: SkeletonDirs,
     /// Parents before children.
     pub entries: Vec<SkeletonEntry>,
+}
+
+/// Where one image's skeletons are kept (`store`), where this process
+/// makes a new one before renaming it into place (`staging`, in the
+/// store), and the flock file held meanwhile (`lock`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkeletonDirs {
+    pub store: PathBuf,
+    pub staging: PathBuf,
+    pub lock: PathBuf,
 }
 
 /// One entry of a skeleton, by its path relative to the root. A

@@ -192,8 +192,8 @@ fn image_root(
 }
 
 /// The skeleton for a read-only root: mount points for every mount, and
-/// none at all when something else must be made outside the mounts (only
-/// a writable root could take it).
+/// none at all when something else (a directory, a node, a symlink) must
+/// be made outside the mounts before it (only a writable root takes it).
 fn skeleton(
     dirs: &SkeletonDirs,
     img: &ImageContext,
@@ -207,10 +207,7 @@ fn skeleton(
                 mounts.push((m.dest.clone(), m.leaf));
                 continue;
             }
-            Op::MakeDir(p) => {
-                mounts.push((p.clone(), Leaf::Dir));
-                continue;
-            }
+            Op::MakeDir(p) => p,
             Op::Symlink { link, .. } => link,
             Op::MakeNode(n) => &n.path,
             _ => continue,

@@ -406,10 +406,11 @@ fn a_read_only_image_root_gets_a_skeleton_of_what_the_image_lacks() {
         PathBuf::from("/etc/passwd"),
         b"u:x:1:1::/:/bin/sh\n".to_vec(),
     )];
-    let dirs = super::skeleton::SkeletonDirs {
-        store: "/c/images/x/skeletons".into(),
-        staging: "/c/tmp/x.skeleton".into(),
-    };
+    let dirs = super::skeleton::SkeletonDirs::new(
+        "/c/images/x".as_ref(),
+        "/c/locks/x.skeleton".as_ref(),
+        1,
+    );
     let p = plan(&image_ctx(&s, &files, &dirs), &h).unwrap();
     let sk = image_root_of(&p).skeleton.as_ref().unwrap();
     let entries: Vec<String> = sk
@@ -469,10 +470,11 @@ fn a_node_made_outside_every_mount_needs_a_writable_root() {
         "root": {"path": "/b/rootfs", "readonly": true},
         "mounts": []
     }));
-    let dirs = super::skeleton::SkeletonDirs {
-        store: "/c/images/x/skeletons".into(),
-        staging: "/c/tmp/x.skeleton".into(),
-    };
+    let dirs = super::skeleton::SkeletonDirs::new(
+        "/c/images/x".as_ref(),
+        "/c/locks/x.skeleton".as_ref(),
+        1,
+    );
     let mut c = image_ctx(&s, &[], &dirs);
     c.use_mknod = true;
     c.in_userns = false;

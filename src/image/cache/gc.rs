@@ -10,6 +10,16 @@ use nix::fcntl::{Flock, FlockArg};
 use std::fs;
 use std::path::Path;
 
+/// What `prune` removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub images: usize,
+    /// Unfinished unpacks and pulls.
+    pub leftovers: usize,
+    pub refs: usize,
+    pub skeletons: usize,
+}
+
 impl Cache {
     /// Removes unpacks (or pulls) that were killed half-way: those of one
     /// digest (we hold its lock), or with `None` every one whose lock we
@@ -87,22 +97,11 @@ impl Cache {
         let inside = fs::read_to_string("/proc/self/mountinfo")
             .ok()
             .and_then(|m| fs_relative(&m, &rootfs, dev));
-        let mut seen = std::collections::HashSet::new();
-        for pid in crate::procfs::all_pids() {
-            let Some(ns) = crate::procfs::ns_id(pid, "mnt") else {
-                continue;
-            };
-            if !seen.insert(ns) {
-                continue;
-            }
-            if fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|m| {
-                m.lines()
-                    .any(|l| uses_image(l, &lower, dev, inside.as_deref()))
-            }) {
-                return Some(pid);
-            }
-        }
-        None
+        each_mount_table(|pid, m| {
+            m.lines()
+                .any(|l| uses_image(l, &lower, dev, inside.as_deref()))
+                .then_some(pid)
+        })
     }
 
     /// Every complete image with its metadata and last use.
@@ -188,8 +187,9 @@ impl Cache {
     }
 
     /// Removes leftovers of killed unpacks and pulls, refs whose image file
-    /// is gone, and images no ref points to (with `all`, every image).
-    pub fn prune(&self, all: bool) -> Result<(usize, usize, usize)> {
+    /// is gone, images no ref points to (with `all`, every image), and the
+    /// skeletons no container is using.
+    pub fn prune(&self, all: bool) -> Result<Pruned> {
         let leftovers = self.clear_leftovers(&self.root.join("tmp"), None)?
             + self.clear_leftovers(&self.root.join("pulls"), None)?;
         // A registry ref's source is a reference, not a file; it stays until
@@ -209,7 +209,12 @@ impl Cache {
                 }
             }
         }
-        Ok((leftovers, refs, images))
+        Ok(Pruned {
+            images,
+            leftovers,
+            refs,
+            skeletons: self.prune_skeletons()?,
+        })
     }
 
     fn drop_refs(&self, mut pred: impl FnMut(&RefEntry) -> bool) -> Result<usize> {
@@ -232,6 +237,26 @@ impl Cache {
         }
         Ok(n)
     }
+}
+
+/// Calls `f` with the mountinfo of each mount namespace on the host (one
+/// process of each) until it answers Some.
+pub(super) fn each_mount_table<T>(mut f: impl FnMut(i32, &str) -> Option<T>) -> Option<T> {
+    let mut seen = std::collections::HashSet::new();
+    for pid in crate::procfs::all_pids() {
+        let Some(ns) = crate::procfs::ns_id(pid, "mnt") else {
+            continue;
+        };
+        if !seen.insert(ns) {
+            continue;
+        }
+        if let Ok(m) = fs::read_to_string(format!("/proc/{pid}/mountinfo")) {
+            if let Some(t) = f(pid, &m) {
+                return Some(t);
+            }
+        }
+    }
+    None
 }
 
 /// `path` as its filesystem knows it: the root field of the mount (of
@@ -272,7 +297,7 @@ fn uses_image(line: &str, lower: &str, dev: (u64, u64), inside: Option<&str>) ->
 /// The lower layers of an overlay's mountinfo line, top first. In the
 /// line a ',' in a path is octal-escaped, so a bare one parts options;
 /// inside the option, hpcc's own escapes (rootfs/overlay.rs) part layers.
-fn overlay_lowers(line: &str) -> Vec<String> {
+pub(super) fn overlay_lowers(line: &str) -> Vec<String> {
     let Some((_, after)) = line.split_once(" - overlay ") else {
         return Vec::new();
     };
@@ -379,7 +404,7 @@ mod tests {
             .expect("the image is complete");
         let e = cache.remove_image(d.hex()).unwrap_err().to_string();
         assert!(e.contains("in use by a run that is starting"), "{e}");
-        assert_eq!(cache.prune(true).unwrap().2, 0);
+        assert_eq!(cache.prune(true).unwrap().images, 0);
         assert!(dir.exists());
         drop(img);
         assert_eq!(cache.remove_image(d.hex()).unwrap(), d);

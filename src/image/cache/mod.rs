@@ -3,7 +3,8 @@
 //! ```text
 //! <cache>/images/<hex>/{rootfs/,config.json,meta.json,last-used}  complete images, renamed into place
 //! <cache>/images/<hex>/skeletons/<key>/                             what a read-only root adds to the image (rootfs/skeleton/)
-//! <cache>/tmp/<hex>.<pid>.<nanos>[.skeleton]/                      unpacks and skeletons in progress (or killed)
+//! <cache>/images/<hex>/skeletons/.tmp.<pid>.<nanos>/               a skeleton being made, under locks/<hex>.skeleton
+//! <cache>/tmp/<hex>.<pid>.<nanos>/                                 unpacks in progress (or killed)
 //! <cache>/refs/<key>.json                                          file identity (or registry reference) → digest, for warm starts
 //! <cache>/locks/<hex>.lock                                         flock held while one process unpacks
 //! <cache>/locks/<hex>.use                                          shared flock held by each run from lookup to mount
@@ -15,7 +16,10 @@
 
 mod gc;
 mod refs;
+mod skeletons;
 mod unpack;
+
+pub use gc::Pruned;
 
 use super::config::ImageConfig;
 use super::digest::Digest;
@@ -129,25 +133,22 @@ impl Cache {
         self.root.join("images").join(d.hex())
     }
 
-    /// An empty directory the launch mounts its private tmpfs on.
+    /// The launch's mount directory: it mounts a read-only root on
+    /// `merged` in it (made on first use and left, empty), or its private
+    /// tmpfs on the directory itself. Only its own mount namespace sees
+    /// either.
     pub fn mount_dir(&self) -> Result<PathBuf> {
         self.sub("mnt")
     }
 
-    /// Where the image's skeletons are kept, and where this process would
-    /// make a new one (made, like an unpack, under tmp/ and renamed into
-    /// place; `prune` clears one a killed run left). Nothing is created
-    /// until a skeleton is needed.
+    /// Where the image's skeletons are kept and made, and their lock
+    /// (rootfs/skeleton/). Nothing is created until a skeleton is needed.
     pub fn skeleton_dirs(&self, d: &Digest) -> SkeletonDirs {
-        SkeletonDirs {
-            store: self.image_dir(d).join("skeletons"),
-            staging: self.root.join("tmp").join(format!(
-                "{}.{}.{}.skeleton",
-                d.hex(),
-                std::process::id(),
-                nanos()
-            )),
-        }
+        let lock = self
+            .root
+            .join("locks")
+            .join(format!("{}.skeleton", d.hex()));
+        SkeletonDirs::new(&self.image_dir(d), &lock, nanos())
     }
 
     /// Opens the lock file `locks/<hex>.<kind>`.

@@ -17,18 +17,28 @@ pub mod make;
 use super::host_view::HostView;
 use super::image_lookup::lookup;
 use super::kernel::Entry;
+pub use super::ops::SkeletonDirs;
 use super::ops::{Skeleton, SkeletonEntry};
 use super::resolve::Leaf;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Where one image's skeletons are kept, and where a new one is made
-/// before it is renamed into place.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SkeletonDirs {
-    pub store: PathBuf,
-    pub staging: PathBuf,
+impl SkeletonDirs {
+    /// The skeletons of the image whose directory is `image_dir`, made
+    /// under the flock file `lock`, by this process as `.tmp.PID.NANOS`.
+    pub fn new(image_dir: &Path, lock: &Path, nanos: u32) -> SkeletonDirs {
+        let store = image_dir.join("skeletons");
+        SkeletonDirs {
+            staging: store.join(format!(
+                "{}{}.{nanos}",
+                make::STAGING_PREFIX,
+                std::process::id()
+            )),
+            store,
+            lock: lock.to_path_buf(),
+        }
+    }
 }
 
 /// The skeleton for a root over `lower` that takes mounts at `mounts`
@@ -44,7 +54,7 @@ pub fn plan(
     let entries = entries(lower, mounts, files, host)?;
     Some(Skeleton {
         dir: dirs.store.join(key(&entries)),
-        staging: dirs.staging.clone(),
+        dirs: dirs.clone(),
         entries,
     })
 }
@@ -184,10 +194,7 @@ mod tests {
     }
 
     fn dirs() -> SkeletonDirs {
-        SkeletonDirs {
-            store: "/c/images/ab/skeletons".into(),
-            staging: "/c/tmp/ab.1.skeleton".into(),
-        }
+        SkeletonDirs::new("/c/images/ab".as_ref(), "/c/locks/ab.skeleton".as_ref(), 1)
     }
 
     fn mounts(v: &[(&str, Leaf)]) -> Vec<(PathBuf, Leaf)> {
@@ -243,7 +250,11 @@ mod tests {
             ]
         );
         assert!(s.dir.starts_with("/c/images/ab/skeletons"));
-        assert_eq!(s.staging, PathBuf::from("/c/tmp/ab.1.skeleton"));
+        assert!(s
+            .dirs
+            .staging
+            .to_string_lossy()
+            .starts_with("/c/images/ab/skeletons/.tmp."));
     }
 
     #[test]
