@@ -236,3 +236,27 @@ fn without_room_for_a_skeleton_the_run_uses_a_private_overlay() {
     assert!(env.tmp_entries().is_empty(), "{:?}", env.tmp_entries());
     assert_eq!(std::fs::read(&store).unwrap(), b"");
 }
+
+#[test]
+fn an_image_user_other_than_root_reaches_the_whole_root() {
+    if !runtime_tests::is_root() {
+        runtime_tests::skip("only real root runs as the image's USER");
+        return;
+    }
+    let env = Env::new("skeleton-user");
+    let image = Image::new(vec![imagefix::base_layer()], "user:1")
+        .with_config(serde_json::json!({"User": "4321:4321", "Env": ["PATH=/bin"]}));
+    let p = env.dir.join("user.tar");
+    imagefix::write_docker_archive(&p, &[&image]);
+    assert_eq!(
+        ok(&env.run(&[
+            "run",
+            p.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "id -u; cat /etc/passwd >/dev/null && ls / >/dev/null && echo reached"
+        ])),
+        "4321\nreached\n"
+    );
+}
