@@ -43,7 +43,8 @@ check "image mode as a user" "uid=$USER_UID" as_user "$HPCC" run -q "$W/busybox.
 out=$(as_user "$HPCC" --debug run -q "$W/busybox.tar" -- true 2>&1)
 case $(uname -r) in
 5.10.*) want="using an underlay" ;;
-*) want="image root: overlay" ;;
+# A read-only root: the image under its skeleton, one read-only overlay.
+*) want="image root: read-only overlay of" ;;
 esac
 if printf '%s' "$out" | grep -qF "$want"; then ok "image mode as a user uses the expected root ($want)"; else notok "image mode as a user uses the expected root ($want)" "$out"; fi
 check "the cached image stays read-only (user)" "Read-only file system" as_user sh -c "'$HPCC' run -q '$W/busybox.tar' -- touch /x 2>&1; true"
