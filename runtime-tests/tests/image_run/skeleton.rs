@@ -30,6 +30,18 @@ fn root_fs(out: &str) -> &str {
     line.split_once(" - ").map_or(line, |(_, fs)| fs)
 }
 
+/// A scratch cache and the test image's tar; None, once the skip is
+/// said, where the root is forced to an underlay (which has no skeleton).
+fn overlay_env(tag: &str) -> Option<(Env, PathBuf)> {
+    if runtime_tests::forced_underlay() {
+        runtime_tests::skip("the underlay never makes a skeleton");
+        return None;
+    }
+    let env = Env::new(tag);
+    let tar = docker_tar(&env);
+    Some((env, tar))
+}
+
 fn caller_in_passwd(out: &str) -> bool {
     let me = runtime_tests::euid().to_string();
     out.lines()
@@ -107,12 +119,9 @@ fn a_read_only_root_stacks_a_skeleton_made_once_over_the_image() {
 
 #[test]
 fn ranks_that_start_at_once_make_one_skeleton() {
-    if runtime_tests::forced_underlay() {
-        runtime_tests::skip("the underlay never makes a skeleton");
+    let Some((env, tar)) = overlay_env("skeleton-ranks") else {
         return;
-    }
-    let env = Env::new("skeleton-ranks");
-    let tar = docker_tar(&env);
+    };
     let t = tar.to_str().unwrap();
     ok(&env.run(&["run", "--writable-tmpfs", t, "--", "true"]));
     assert!(!image_dir(&env).join("skeletons").exists());
@@ -143,12 +152,9 @@ impl OutputAsync for std::process::Command {
 
 #[test]
 fn prune_removes_the_skeletons_no_container_uses() {
-    if runtime_tests::forced_underlay() {
-        runtime_tests::skip("the underlay never makes a skeleton");
+    let Some((env, tar)) = overlay_env("skeleton-prune") else {
         return;
-    }
-    let env = Env::new("skeleton-prune");
-    let tar = docker_tar(&env);
+    };
     let t = tar.to_str().unwrap();
     ok(&env.run(&["run", t, "--", "true"]));
     let bind = format!("{}:/elsewhere", env.dir.display());
@@ -215,12 +221,9 @@ fn an_image_symlink_is_replaced_by_the_generated_file() {
 
 #[test]
 fn without_room_for_a_skeleton_the_run_uses_a_private_overlay() {
-    if runtime_tests::forced_underlay() {
-        runtime_tests::skip("the underlay never makes a skeleton");
+    let Some((env, tar)) = overlay_env("noskeleton") else {
         return;
-    }
-    let env = Env::new("noskeleton");
-    let tar = docker_tar(&env);
+    };
     let t = tar.to_str().unwrap();
     ok(&env.run(&["run", t, "--", "true"]));
     // Where the skeletons go, a file: as a full disk or a quota would,
