@@ -19,8 +19,6 @@ mod refs;
 mod skeletons;
 mod unpack;
 
-pub use gc::Pruned;
-
 use super::config::ImageConfig;
 use super::digest::Digest;
 use super::manifest::{self, Resolved};
