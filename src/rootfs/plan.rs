@@ -3,7 +3,7 @@
 //! [`MountPlan`] that executor.rs carries out.
 
 use super::cgroupfs::{self, CgroupMount};
-use super::host_view::HostView;
+use super::host_view::{HostView, Remembered};
 use super::ops::{Finish, ImageRoot, MountOp, MountPlan, Op, RootMethod, Skeleton, What};
 use super::options::{self, MountOptions};
 use super::resolve::Leaf;
@@ -173,6 +173,8 @@ fn image_root(
             .map(|d| d.path().clone()),
     );
     let files: Vec<PathBuf> = img.files.iter().map(|(p, _)| p.clone()).collect();
+    // Both plans below walk the same image paths: ask the image once.
+    let host = &Remembered::new(host);
     let writable = spec.root().as_ref().and_then(|r| r.readonly()) != Some(true);
     ImageRoot {
         lower: img.lower.to_path_buf(),

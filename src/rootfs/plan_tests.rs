@@ -56,6 +56,7 @@ fn host() -> FakeHost {
             ),
             links: Vec::new(),
         },
+        ..Default::default()
     }
 }
 
@@ -434,6 +435,12 @@ fn a_read_only_image_root_gets_a_skeleton_of_what_the_image_lacks() {
         ]
     );
     assert!(sk.dir.starts_with("/c/images/x/skeletons"));
+    // The underlay (planned too, for the fallback) and the skeleton walk
+    // the same paths; each is looked up in the image once.
+    let asked = h.asked.borrow().clone();
+    let once: std::collections::BTreeSet<_> = asked.iter().collect();
+    assert!(asked.contains(&PathBuf::from("/c/images/x/rootfs/etc")));
+    assert_eq!(once.len(), asked.len(), "{asked:#?}");
     // The files still travel with the root, for when no skeleton can be
     // made.
     assert_eq!(image_root_of(&p).files, files);

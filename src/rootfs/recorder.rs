@@ -223,6 +223,9 @@ pub struct FakeHost {
     /// Symlinks: (path, target).
     pub links: Vec<(PathBuf, PathBuf)>,
     pub cgroups: CgroupHost,
+    /// Every path `entry` was asked about, in order (each is an lstat on
+    /// a real host).
+    pub asked: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl HostView for FakeHost {
@@ -245,6 +248,7 @@ impl HostView for FakeHost {
     }
 
     fn entry(&self, path: &Path) -> Option<Entry> {
+        self.asked.borrow_mut().push(path.to_path_buf());
         if let Some((_, t)) = self.links.iter().find(|(l, _)| l == path) {
             return Some(Entry::Symlink(t.clone()));
         }
