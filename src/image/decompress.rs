@@ -3,7 +3,8 @@
 //! digest can be finished after the tar ends.
 
 use super::digest::HashingReader;
-use anyhow::{anyhow, Context, Result};
+use super::zstd_frames::{is_zstd, ZstdFrames};
+use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader, Read};
 
 /// A reader over a decompressed layer that still gives back the hashing
@@ -11,7 +12,7 @@ use std::io::{BufRead, BufReader, Read};
 pub enum Decoded<R: Read> {
     Plain(BufReader<R>),
     Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<R>>>),
-    Zstd(Box<ruzstd::decoding::StreamingDecoder<BufReader<R>, ruzstd::decoding::FrameDecoder>>),
+    Zstd(Box<ZstdFrames<BufReader<R>>>),
 }
 
 impl<R: Read> Read for Decoded<R> {
@@ -46,9 +47,8 @@ pub fn decompress<R: Read>(r: R) -> Result<Decoded<R>> {
         Ok(Decoded::Gzip(Box::new(
             flate2::bufread::MultiGzDecoder::new(br),
         )))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let d = ruzstd::decoding::StreamingDecoder::new(br).map_err(|e| anyhow!("zstd: {e}"))?;
-        Ok(Decoded::Zstd(Box::new(d)))
+    } else if is_zstd(head) {
+        Ok(Decoded::Zstd(Box::new(ZstdFrames::new(br))))
     } else {
         Ok(Decoded::Plain(br))
     }

@@ -13,6 +13,7 @@ pub(crate) mod printable;
 pub(crate) mod progress;
 pub mod source;
 pub mod whiteouts;
+mod zstd_frames;
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,7 @@
 //! Layer semantics and formats: whiteouts, opaque directories, links and
 //! modes as Docker applies them; docker-archive, oci-archive and OCI
-//! layouts giving one tree and one cache entry; archives with several
+//! layouts giving one tree and one cache entry (zstd layers of one frame
+//! or of many, with skippable frames); archives with several
 //! images or linked layers.
 
 use crate::common::*;
@@ -42,20 +43,30 @@ fn all_formats_give_the_same_tree_and_share_one_cache_entry() {
     let docker = env.dir.join("d.tar");
     let gz = env.dir.join("o-gz.tar");
     let zst = env.dir.join("o-zst.tar");
+    let frames = env.dir.join("o-zst-frames.tar");
     let layout = env.dir.join("layout");
     imagefix::write_docker_archive(&docker, &[&img]);
     imagefix::write_oci_archive(&gz, &[&img], Compression::Gzip);
     imagefix::write_oci_archive(&zst, &[&img], Compression::Zstd);
+    imagefix::write_oci_archive(&frames, &[&img], Compression::ZstdFrames);
     std::fs::create_dir_all(&layout).unwrap();
     imagefix::write_oci_layout(&layout, &[&img], Compression::Gzip);
     let script = "ls -lnR /data /opq /ro /bin | sed 's/  */ /g'";
-    let trees: Vec<String> = [&docker, &gz, &zst, &layout]
+    let formats = [&docker, &gz, &zst, &frames, &layout];
+    // Each unpacked by itself (one cache would unpack only the first).
+    let trees: Vec<String> = formats
         .iter()
-        .map(|p| ok(&env.run(&["run", p.to_str().unwrap(), "--", script])))
+        .map(|p| {
+            let own = Env::new("formats-one");
+            ok(&own.run(&["run", p.to_str().unwrap(), "--", script]))
+        })
         .collect();
     assert!(trees[0].contains("old.txt"));
-    for t in &trees[1..] {
-        assert_eq!(t, &trees[0]);
+    for (t, p) in trees[1..].iter().zip(&formats[1..]) {
+        assert_eq!(t, &trees[0], "{}", p.display());
+    }
+    for p in formats {
+        ok(&env.run(&["run", p.to_str().unwrap(), "--", "true"]));
     }
     assert_eq!(
         env.images().len(),

@@ -203,6 +203,17 @@ impl Image {
 pub enum Compression {
     Gzip,
     Zstd,
+    /// zstd cut into frames, as pzstd and podman's zstd:chunked write it:
+    /// a skippable frame before each of three frames, one at the end.
+    ZstdFrames,
+}
+
+/// A zstd skippable frame holding `data`.
+fn skippable_frame(data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x50, 0x2a, 0x4d, 0x18];
+    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    v.extend_from_slice(data);
+    v
 }
 
 fn compress(data: &[u8], c: Compression) -> Vec<u8> {
@@ -226,6 +237,17 @@ fn compress(data: &[u8], c: Compression) -> Vec<u8> {
             writer.join().unwrap();
             assert!(out.status.success());
             out.stdout
+        }
+        Compression::ZstdFrames => {
+            let third = data.len() / 3 + 1;
+            let mut out = Vec::new();
+            for part in data.chunks(third) {
+                let f = compress(part, Compression::Zstd);
+                out.extend(skippable_frame(&(f.len() as u32).to_le_bytes()));
+                out.extend(f);
+            }
+            out.extend(skippable_frame(b"a table of contents"));
+            out
         }
     }
 }
@@ -276,7 +298,9 @@ fn oci_files(images: &[&Image], c: Compression) -> Vec<(String, Vec<u8>)> {
             let blob = compress(l, c);
             let media = match c {
                 Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-                Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+                Compression::Zstd | Compression::ZstdFrames => {
+                    "application/vnd.oci.image.layer.v1.tar+zstd"
+                }
             };
             layers.push(serde_json::json!({"mediaType": media, "digest": format!("sha256:{}", sha256_hex(&blob)), "size": blob.len()}));
             files.push((format!("blobs/sha256/{}", sha256_hex(&blob)), blob));
