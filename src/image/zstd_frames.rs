@@ -1,7 +1,8 @@
 //! A zstd stream of any number of frames, as the format allows and as
-//! real layers are written: `pzstd` and `zstd --adapt`-style tools cut
-//! their output into frames, and podman's `zstd:chunked` layers are one
-//! frame per file plus skippable frames holding their table of contents.
+//! real layers are written: `pzstd` cuts its output into frames, each
+//! after a skippable frame; `cat a.zst b.zst` is a valid stream; and
+//! podman's `zstd:chunked` layers are one frame per file plus skippable
+//! frames holding their table of contents.
 //! `zstd -d` decodes all of them; ruzstd's own streaming reader stops
 //! after the first frame, which leaves a tar cut short.
 //!
