@@ -21,7 +21,7 @@ pub use super::ops::SkeletonDirs;
 use super::ops::{Skeleton, SkeletonEntry};
 use super::resolve::Leaf;
 use sha2::{Digest as _, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 impl SkeletonDirs {
@@ -127,9 +127,8 @@ fn entries(
 /// Whether `dest` lies inside one of the destinations mounted before it,
 /// so its mount point is made in that mount, not in the root. One mounted
 /// after it covers it, but its mount point is still the root's to hold.
-pub fn inside_earlier<'a>(earlier: impl Iterator<Item = &'a Path>, dest: &Path) -> bool {
-    let earlier: BTreeSet<&Path> = earlier.collect();
-    dest.ancestors().skip(1).any(|a| earlier.contains(a))
+pub fn inside_earlier<'a>(mut earlier: impl Iterator<Item = &'a Path>, dest: &Path) -> bool {
+    earlier.any(|e| e != dest && dest.starts_with(e))
 }
 
 /// `dir` and every directory above it, but the top.
