@@ -142,24 +142,29 @@ impl Cache {
     /// Where the image's skeletons are kept and made, and their lock
     /// (rootfs/skeleton/). Nothing is created until a skeleton is needed.
     pub fn skeleton_dirs(&self, d: &Digest) -> SkeletonDirs {
-        let lock = self
-            .root
-            .join("locks")
-            .join(format!("{}.skeleton", d.hex()));
-        SkeletonDirs::new(&self.image_dir(d), &lock, nanos())
+        SkeletonDirs::new(
+            &self.image_dir(d),
+            &self.lock_path(d.hex(), "skeleton"),
+            nanos(),
+        )
     }
 
     /// Opens the lock file `locks/<hex>.<kind>`.
     fn lock_file(&self, hex: &str, kind: &str) -> Result<fs::File> {
-        let locks = self.sub("locks")?;
+        self.sub("locks")?;
         fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
-            .open(locks.join(format!("{hex}.{kind}")))
+            .open(self.lock_path(hex, kind))
             .context("opening the cache lock")
+    }
+
+    /// `locks/<hex>.<kind>`, the one place lock files are named.
+    fn lock_path(&self, hex: &str, kind: &str) -> PathBuf {
+        self.root.join("locks").join(format!("{hex}.{kind}"))
     }
 
     /// A run's shared hold on an image (see [`CachedImage`]). It blocks only
